@@ -1,0 +1,28 @@
+# The two entry points of the README: `make run` and `make test`.
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint typecheck pytest clean
+
+run:  ## install into .venv and run DeployMate on the embedded SQLite default
+	bash scripts/ensure-venv.sh
+	$(VENV)/bin/deploymate serve --host $(HOST) --port $(PORT)
+
+test:  ## install everything the tests need (as root) and run lint, types and the whole suite
+	bash scripts/install-test-deps.sh
+	bash scripts/ensure-venv.sh dev
+	$(MAKE) lint typecheck pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""The FastAPI application: routers, edge middleware, and start-up (migrate, bootstrap)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from deploymate import __version__, db
+from deploymate.admin.routes import router as admin_router
+from deploymate.auth import service as auth_service
+from deploymate.auth.routes import router as auth_router
+from deploymate.config import Settings
+from deploymate.health import router as health_router
+from deploymate.http import EdgeMiddleware, install_error_handlers
+from deploymate.web.console import router as console_router
+from deploymate.web.render import STATIC_DIR, make_templates
+
+log = logging.getLogger("deploymate")
+
+
+def announce_bootstrap_password(username: str, password: str) -> None:
+    """Shown once on the terminal, never logged: the only copy of the first admin's password."""
+    print(
+        f"\nDeployMate created the first admin account.\n  username: {username}\n"
+        f"  password: {password}\nYou will be asked to change it at first sign-in.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def prepare_database(settings: Settings, *, bootstrap: bool = True) -> None:
+    """Migrate and bootstrap; shared by `serve` start-up and the CLI's database commands."""
+    engine = db.make_engine(settings.resolved_database_url)
+    try:
+        await db.upgrade(engine)
+        if not bootstrap:
+            return
+        async with db.session_factory(engine)() as session:
+            generated = await auth_service.bootstrap_admin(session, settings)
+        if generated:
+            announce_bootstrap_password(settings.admin_username, generated)
+    finally:
+        await engine.dispose()
+
+
+def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
+    """`prepared` when the caller already migrated and bootstrapped (as `deploymate serve` does)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not prepared:
+            await prepare_database(settings)
+        engine = db.make_engine(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.sessions = db.session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="DeployMate",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes)
+    for router in (health_router, auth_router, admin_router, console_router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

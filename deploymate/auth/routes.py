@@ -1,0 +1,106 @@
+"""JSON API for login, logout, the current user, password change and API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from deploymate.auth import service
+from deploymate.auth.cookies import clear_session_cookie, set_session_cookie
+from deploymate.auth.schemas import (
+    ChangePasswordRequest,
+    LoginRequest,
+    LoginResponse,
+    TokenCreate,
+    TokenCreated,
+    TokenOut,
+    UserOut,
+)
+from deploymate.deps import CurrentPrincipal, DbDep, SettingsDep, client_address, session_secret
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+@router.post("/login")
+async def login(
+    body: LoginRequest, request: Request, response: Response, db: DbDep, settings: SettingsDep
+) -> LoginResponse:
+    new = await service.login(
+        db,
+        settings,
+        username=body.username,
+        password=body.password,
+        client_address=client_address(request),
+        user_agent=request.headers.get("user-agent"),
+        previous_secret=session_secret(request, settings),
+    )
+    set_session_cookie(response, settings, new.secret)
+    return LoginResponse(user=UserOut.model_validate(new.user), csrf_token=new.csrf_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(
+    principal: CurrentPrincipal, response: Response, db: DbDep, settings: SettingsDep
+) -> None:
+    if principal.session_secret:
+        await service.logout(db, actor=principal.actor, secret=principal.session_secret)
+    clear_session_cookie(response, settings)
+
+
+@router.get("/me")
+async def me(principal: CurrentPrincipal) -> LoginResponse:
+    return LoginResponse(
+        user=UserOut.model_validate(principal.user), csrf_token=principal.csrf_token
+    )
+
+
+@router.post("/change-password")
+async def change_password(
+    body: ChangePasswordRequest,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+) -> LoginResponse:
+    """Ends every session of the user, then opens a fresh one for this browser."""
+    await service.change_password(
+        db,
+        actor=principal.actor,
+        user=principal.user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+    )
+    if principal.via == "token":
+        return LoginResponse(user=UserOut.model_validate(principal.user), csrf_token=None)
+    new = await service.login(
+        db,
+        settings,
+        username=principal.user.username,
+        password=body.new_password,
+        client_address=client_address(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    set_session_cookie(response, settings, new.secret)
+    return LoginResponse(user=UserOut.model_validate(new.user), csrf_token=new.csrf_token)
+
+
+@router.post("/tokens", status_code=status.HTTP_201_CREATED)
+async def create_token(body: TokenCreate, principal: CurrentPrincipal, db: DbDep) -> TokenCreated:
+    row, token = await service.create_api_token(
+        db, actor=principal.actor, user=principal.user, name=body.name
+    )
+    return TokenCreated(id=row.id, name=row.name, token=token)
+
+
+@router.get("/tokens")
+async def list_tokens(principal: CurrentPrincipal, db: DbDep) -> list[TokenOut]:
+    return [
+        TokenOut.model_validate(t) for t in await service.list_api_tokens(db, user=principal.user)
+    ]
+
+
+@router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_token(token_id: int, principal: CurrentPrincipal, db: DbDep) -> None:
+    await service.revoke_api_token(
+        db, actor=principal.actor, user=principal.user, token_id=token_id
+    )

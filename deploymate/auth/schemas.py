@@ -1,0 +1,80 @@
+"""Request and response shapes of the auth and users API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from deploymate.auth.models import Role
+from deploymate.auth.passwords import MAX_LENGTH
+
+Username = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+# Login accepts any text up to the limits; the policy applies when a password is set.
+LoginText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH)]
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: LoginText
+
+
+class ChangePasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: LoginText
+    new_password: LoginText
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    username: str
+    role: Role
+    is_active: bool
+    must_change_password: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class LoginResponse(BaseModel):
+    user: UserOut
+    csrf_token: str | None
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+
+
+class TokenCreated(BaseModel):
+    id: int
+    name: str
+    token: str
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Username
+    role: Role = Role.member
+    password: LoginText | None = Field(
+        default=None, description="Temporary password; generated and returned once when omitted."
+    )
+
+
+class UserCreated(BaseModel):
+    user: UserOut
+    temporary_password: str | None = None

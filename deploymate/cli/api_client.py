@@ -1,0 +1,51 @@
+"""HTTP client for CLI commands that go through a running instance's API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from deploymate import errors
+from deploymate.cli.config_file import CliConfig
+
+_BY_STATUS: dict[int, type[errors.DeployMateError]] = {
+    401: errors.NotAuthenticated,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+    422: errors.ValidationFailed,
+    503: errors.Unavailable,
+}
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Turn the API's {"detail", "code"} error into the matching domain exception."""
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        detail, code = str(body.get("detail")), body.get("code")
+    except ValueError:
+        detail, code = f"HTTP {response.status_code} from {response.url}", None
+    if response.status_code == 429:
+        raise errors.RateLimited(detail, retry_after=int(response.headers.get("retry-after", "60")))
+    cls = _BY_STATUS.get(response.status_code, errors.DeployMateError)
+    raise cls(detail, code=code)
+
+
+def client(base_url: str, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+
+def request(config: CliConfig, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        with client(config.url, config.token) as http:
+            response = http.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise errors.Unavailable(f"cannot reach {config.url}: {exc}") from None
+    raise_for_error(response)
+    return response.json() if response.content else None

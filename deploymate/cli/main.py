@@ -1,0 +1,246 @@
+"""The `deploymate` command: run the service, manage the database and accounts, use the API."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+
+from deploymate import __version__, db
+from deploymate.audit.service import Actor
+from deploymate.auth import service as auth_service
+from deploymate.auth.models import Role
+from deploymate.cli import api_client, config_file
+from deploymate.config import Settings, load_settings
+from deploymate.errors import ConfigurationError, DeployMateError
+
+app = typer.Typer(
+    help="DeployMate: deploy, health-check, roll back and audit container services.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+admin_app = typer.Typer(
+    help="Manage accounts directly in the database (on the control host).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+EnvFile = Annotated[
+    Path | None, typer.Option("--env-file", help="Read DEPLOYMATE_* settings from this file.")
+]
+CLI_ACTOR = Actor(user_id=None, username="cli", client_address="local")
+
+
+def _settings(env_file: Path | None) -> Settings:
+    settings = load_settings(env_file)
+    check_data_dir(settings)
+    return settings
+
+
+def check_data_dir(settings: Settings) -> None:
+    """Fail with one line before anything starts when the data directory cannot be written."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"invalid configuration: DEPLOYMATE_DATA_DIR {settings.data_dir} "
+            f"is not writable ({exc.strerror})"
+        ) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the DeployMate version."""
+    out.print(f"deploymate {__version__}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    env_file: EnvFile = None,
+) -> None:
+    """Run the web console, the API and the background worker (migrates the database first)."""
+    import uvicorn
+
+    from deploymate.app import create_app, prepare_database
+
+    settings = _settings(env_file)
+    asyncio.run(prepare_database(settings))
+    err.print(
+        f"DeployMate {__version__} ({settings.env}) on http://{host}:{port}  "
+        f"data: {settings.data_dir}"
+    )
+    uvicorn.run(
+        create_app(settings, prepared=True),
+        host=host,
+        port=port,
+        log_level="info",
+        proxy_headers=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(env_file: EnvFile = None) -> None:
+    """Apply every pending migration."""
+    settings = _settings(env_file)
+
+    async def run() -> str | None:
+        engine = db.make_engine(settings.resolved_database_url)
+        try:
+            await db.upgrade(engine)
+            return await db.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    out.print(f"database at revision {asyncio.run(run())} (head)")
+
+
+@db_app.command("current")
+def db_current(env_file: EnvFile = None) -> None:
+    """Show the database's revision and whether it is the newest."""
+    settings = _settings(env_file)
+
+    async def run() -> str | None:
+        engine = db.make_engine(settings.resolved_database_url)
+        try:
+            return await db.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current, head = asyncio.run(run()), db.head_revision()
+    state = "up to date" if current == head else f"behind head {head}; run `deploymate db upgrade`"
+    out.print(f"current revision: {current or 'none'} ({state})")
+
+
+def _prompt_password(confirm: bool = True) -> str:
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+@admin_app.command("create")
+def admin_create(
+    username: Annotated[str, typer.Argument(help="Login name of the new account.")],
+    role: Annotated[Role, typer.Option(help="admin or member.")] = Role.admin,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a temporary password.")
+    ] = False,
+    env_file: EnvFile = None,
+) -> None:
+    """Create an account (asks for a password, or generates one to change at first login)."""
+    from deploymate.app import prepare_database
+    from deploymate.auth.schemas import UserCreate
+
+    settings = _settings(env_file)
+    UserCreate(username=username, role=role)  # same validation as the API
+    password = None if generate else _prompt_password()
+
+    async def run() -> str | None:
+        await prepare_database(settings, bootstrap=False)
+        engine = db.make_engine(settings.resolved_database_url)
+        try:
+            async with db.session_factory(engine)() as session:
+                _, generated = await auth_service.create_user(
+                    session,
+                    actor=CLI_ACTOR,
+                    username=username,
+                    role=role,
+                    password=password,
+                    must_change_password=generate,
+                )
+                return generated
+        finally:
+            await engine.dispose()
+
+    generated = asyncio.run(run())
+    out.print(f"created {role.value} {username}")
+    if generated:
+        out.print(f"temporary password (shown once): {generated}")
+
+
+@admin_app.command("reset-password")
+def admin_reset_password(
+    username: Annotated[str, typer.Argument(help="Account to reset.")],
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a temporary password.")
+    ] = False,
+    env_file: EnvFile = None,
+) -> None:
+    """Set a new password, sign the user out everywhere and revoke their API tokens."""
+    settings = _settings(env_file)
+    password = None if generate else _prompt_password()
+
+    async def run() -> str | None:
+        engine = db.make_engine(settings.resolved_database_url)
+        try:
+            await db.upgrade(engine)
+            async with db.session_factory(engine)() as session:
+                return await auth_service.reset_password(
+                    session, actor=CLI_ACTOR, username=username, new_password=password
+                )
+        finally:
+            await engine.dispose()
+
+    generated = asyncio.run(run())
+    out.print(f"password of {username} reset; they must change it at next sign-in")
+    if generated:
+        out.print(f"temporary password (shown once): {generated}")
+
+
+@app.command()
+def login(
+    url: Annotated[str, typer.Option(help="Base URL of the DeployMate instance.")],
+    username: Annotated[str, typer.Option(prompt=True, help="Your username.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Your password.")],
+    token_name: Annotated[str, typer.Option(help="Name for the API token.")] = "cli",  # noqa: S107
+) -> None:
+    """Sign in and store a personal API token in the CLI config file (mode 0600)."""
+    try:
+        with api_client.client(url) as http:
+            res = http.post("/api/auth/login", json={"username": username, "password": password})
+            api_client.raise_for_error(res)
+            csrf = {"X-CSRF-Token": res.json()["csrf_token"]}
+            res = http.post("/api/auth/tokens", json={"name": token_name}, headers=csrf)
+            api_client.raise_for_error(res)
+            token = res.json()["token"]
+            http.post("/api/auth/logout", headers=csrf)
+    except httpx.HTTPError as exc:
+        raise ConfigurationError(f"cannot reach {url}: {exc}") from None
+    path = config_file.save(config_file.CliConfig(url=url.rstrip("/"), token=token))
+    out.print(f"logged in as {username}; token stored in {path}")
+
+
+@app.command()
+def whoami() -> None:
+    """Show the account the stored API token belongs to."""
+    config = config_file.load()
+    me = api_client.request(config, "GET", "/api/auth/me")
+    user = me["user"]
+    out.print(f"{user['username']} ({user['role']}) on {config.url}")
+
+
+def main() -> None:
+    """Entry point: domain errors become one line on stderr, never a traceback."""
+    try:
+        app()
+    except ConfigurationError as exc:
+        err.print(f"error: {exc.detail}", markup=False, highlight=False)
+        sys.exit(2)
+    except DeployMateError as exc:
+        err.print(f"error: {exc.detail}", markup=False, highlight=False)
+        sys.exit(1)
+    except ValueError as exc:  # pydantic validation of arguments
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)

@@ -1,0 +1,104 @@
+"""One settings object for the whole application, read from DEPLOYMATE_* variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deploymate.errors import ConfigurationError
+
+ENV_PREFIX = "DEPLOYMATE_"
+
+
+def default_data_dir() -> Path:
+    """Follow the XDG convention so a plain `deploymate serve` needs no set-up."""
+    return Path.home() / ".local" / "share" / "deploymate"
+
+
+class Settings(BaseSettings):
+    """Configuration; every field maps to DEPLOYMATE_<FIELD> in the environment or the env file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, validate_default=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+    server_credentials_key: SecretStr | None = None
+    local_docker_enabled: bool | None = None
+    ssh_host_key_checking: Literal["yes", "accept-new"] = "yes"
+    ssh_known_hosts_file: Path | None = None
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+    secure_cookies: bool = False
+    session_idle_minutes: int = Field(default=120, ge=1, le=60 * 24 * 30)
+    session_max_hours: int = Field(default=24, ge=1, le=24 * 90)
+    login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_failure_window_minutes: int = Field(default=15, ge=1)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+psycopg://")
+        return value
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.server_credentials_key is None:
+            raise ValueError(
+                "DEPLOYMATE_SERVER_CREDENTIALS_KEY is required in production"
+                " (a Fernet key: 32 url-safe base64-encoded bytes)"
+            )
+        if not self.secure_cookies:
+            raise ValueError(
+                "DEPLOYMATE_SECURE_COOKIES must be true in production (serve over HTTPS)"
+            )
+        if self.admin_password is not None:
+            from deploymate.auth.passwords import password_problem
+
+            problem = password_problem(self.admin_password.get_secret_value(), self.admin_username)
+            if problem:
+                raise ValueError(f"DEPLOYMATE_ADMIN_PASSWORD is too weak: {problem}")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'deploymate.db'}"
+
+    @property
+    def local_docker(self) -> bool:
+        """Deploying to the control host itself is on in development, off in production."""
+        if self.local_docker_enabled is None:
+            return self.env == "development"
+        return self.local_docker_enabled
+
+    @property
+    def session_cookie_name(self) -> str:
+        # The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and no Domain.
+        return "__Host-deploymate_session" if self.secure_cookies else "deploymate_session"
+
+
+def load_settings(env_file: Path | None = None) -> Settings:
+    """Build the settings, turning a validation failure into one line naming the variable."""
+    if env_file is not None and not env_file.is_file():
+        raise ConfigurationError(f"env file not found: {env_file}")
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(part) for part in err.get("loc", ()) if part != "__root__"]
+        name = f"{ENV_PREFIX}{loc[0].upper()}: " if loc else ""
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigurationError(f"invalid configuration: {name}{message}") from None

@@ -1,0 +1,171 @@
+"""HTTP edge: error mapping, security headers and request limits, applied to every route."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deploymate.errors import (
+    DeployMateError,
+    NotAuthenticated,
+    PermissionDenied,
+    RateLimited,
+)
+
+log = logging.getLogger("deploymate.http")
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        b"object-src 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+# API paths that take uploads instead of JSON.
+MULTIPART_PATHS = ("/api/admin/restore/",)
+
+
+def is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def error_response(
+    status: int, detail: str, code: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail, "code": code, **extra}, status_code=status, headers=headers
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DeployMateError)
+    if not is_api(request):
+        if isinstance(exc, NotAuthenticated):
+            return RedirectResponse("/login", status_code=303)
+        if isinstance(exc, PermissionDenied) and exc.code == "password_change_required":
+            return RedirectResponse("/app/change-password", status_code=303)
+        templates = request.app.state.templates
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status": exc.status, "detail": exc.detail},
+            status_code=exc.status,
+        )
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(exc.status, exc.detail, exc.code, headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return error_response(422, detail, "validation_error", errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+    detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return error_response(exc.status_code, detail, codes.get(exc.status_code, "http_error"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error; see the server log", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DeployMateError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+class EdgeMiddleware:
+    """Security headers on every response; body size and content-type limits on requests."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        answered = False  # set once the edge itself answered; the app's reply is then dropped
+
+        async def send_with_headers(message: Message) -> None:
+            if answered:
+                return
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                present = {k.lower() for k, _ in message["headers"]}
+                message["headers"].extend(h for h in SECURITY_HEADERS if h[0] not in present)
+            await send(message)
+
+        rejection = self._reject(scope, headers)
+        if rejection is not None:
+            await rejection(scope, receive, send_with_headers)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body and not answered:
+                    # A chunked body without Content-Length: answer 413 now, end the app's read.
+                    await self._too_large()(scope, receive, send_with_headers)
+                    answered = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+    def _too_large(self) -> Response:
+        return error_response(
+            413, f"request body exceeds {self.max_body} bytes", "payload_too_large"
+        )
+
+    def _reject(self, scope: Scope, headers: dict[str, str]) -> Response | None:
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return error_response(
+                413, f"request body exceeds {self.max_body} bytes", "payload_too_large"
+            )
+        path: str = scope["path"]
+        has_body = (length not in (None, "0")) or "transfer-encoding" in headers
+        if path.startswith("/api/") and scope["method"] in ("POST", "PUT", "PATCH") and has_body:
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            allowed = {"application/json"}
+            if path.startswith(MULTIPART_PATHS):
+                allowed.add("multipart/form-data")
+            if ctype not in allowed:
+                return error_response(
+                    415,
+                    f"content type must be {' or '.join(sorted(allowed))}",
+                    "unsupported_media_type",
+                )
+        return None

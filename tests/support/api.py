@@ -1,0 +1,63 @@
+"""Small helpers for driving the HTTP API in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+
+def login(client: TestClient, username: str, password: str) -> str:
+    """Sign in with the client's cookie jar; returns the CSRF token."""
+    res = client.post("/api/auth/login", json={"username": username, "password": password})
+    assert res.status_code == 200, res.text
+    token: str = res.json()["csrf_token"]
+    return token
+
+
+def create_user(
+    client: TestClient, csrf: str, username: str, role: str = "member", password: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"username": username, "role": role}
+    if password is not None:
+        body["password"] = password
+    res = client.post("/api/admin/users", json=body, headers={"X-CSRF-Token": csrf})
+    assert res.status_code == 201, res.text
+    data: dict[str, Any] = res.json()
+    return data
+
+
+def audit_rows(client: TestClient) -> list[dict[str, Any]]:
+    """Every audit row, read straight from the database the app uses."""
+    from sqlalchemy import select
+
+    from deploymate.audit.models import AuditEvent
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+            rows = (await db.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars()
+            return [
+                {
+                    "action": r.action,
+                    "outcome": r.outcome,
+                    "actor": r.actor_name,
+                    "address": r.client_address,
+                    "target": r.target_id,
+                    "details": r.details,
+                }
+                for r in rows
+            ]
+
+    assert client.portal is not None
+    return client.portal.call(fetch)
+
+
+def run_in_app(client: TestClient, fn: Any, *args: Any) -> Any:
+    """Run an async function on the app's event loop with a database session."""
+
+    async def call() -> Any:
+        async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+            return await fn(db, *args)
+
+    assert client.portal is not None
+    return client.portal.call(call)
