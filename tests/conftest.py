@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from deploymate.app import create_app
 from deploymate.config import Settings
-from tests.support import postgres
+from tests.support import postgres, server
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ADMIN_PASSWORD = "correct-Horse-battery-42"
@@ -66,3 +66,11 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), base_url="http://testserver") as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.RunningServer]:
+    """A real `deploymate serve` process, shared by a module's tests."""
+    instance = server.start(tmp_path_factory.mktemp("served"), ADMIN_PASSWORD)
+    yield instance
+    instance.stop()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
-from starlette.routing import Route
+from starlette.routing import Match
 
 from deploymate import __version__
 from deploymate.deps import Principal
@@ -39,12 +39,16 @@ def make_templates() -> Jinja2Templates:
 def _nav(request: Request, principal: Principal | None) -> list[dict[str, Any]]:
     if principal is None or principal.user.must_change_password:
         return []
-    served = {r.path for r in request.app.routes if isinstance(r, Route)}
     return [
         {"path": path, "label": label, "active": request.url.path == path}
         for path, label, admin_only in NAVIGATION
-        if path in served and (principal.user.is_admin or not admin_only)
+        if (principal.user.is_admin or not admin_only) and _served(request, path)
     ]
+
+
+def _served(request: Request, path: str) -> bool:
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
 
 
 def render(

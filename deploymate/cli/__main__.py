@@ -1,0 +1,3 @@
+from deploymate.cli.main import main
+
+main()

@@ -1,0 +1,118 @@
+"""The CLI against a real database and a real running server."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.server import RunningServer
+
+CLI = [sys.executable, "-m", "deploymate.cli"]
+
+
+def run(
+    args: list[str], env: dict[str, str], input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env={**os.environ, **env},
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["db"], ["admin"], ["serve"], ["login"], ["admin", "create"]):
+        res = run([*args, "--help"], {})
+        assert res.returncode == 0 and "Usage" in res.stdout, args
+
+
+def test_version() -> None:
+    from deploymate import __version__
+
+    assert run(["version"], {}).stdout.strip() == f"deploymate {__version__}"
+
+
+def test_db_commands_and_admin_create(tmp_path: Path) -> None:
+    env = {"DEPLOYMATE_DATA_DIR": str(tmp_path)}
+    assert "none" in run(["db", "current"], env).stdout
+    assert "(head)" in run(["db", "upgrade"], env).stdout
+    assert "up to date" in run(["db", "current"], env).stdout
+    res = run(["admin", "create", "ops", "--role", "member", "--generate"], env)
+    assert res.returncode == 0 and "temporary password" in res.stdout
+    dup = run(["admin", "create", "ops", "--generate"], env)
+    assert dup.returncode == 1 and dup.stderr.startswith("error: username already taken")
+    bad = run(["admin", "create", "bad;name", "--generate"], env)
+    assert bad.returncode == 2 and "username" in bad.stderr and "Traceback" not in bad.stderr
+    weak = run(["admin", "create", "weakling"], env, input_text="password1234\npassword1234\n")
+    assert weak.returncode == 1 and "too common" in weak.stderr
+
+
+def test_bad_configuration_exits_non_zero_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases = [
+        ({"DEPLOYMATE_DATA_DIR": str(blocker / "sub")}, "DEPLOYMATE_DATA_DIR"),
+        (
+            {"DEPLOYMATE_DATA_DIR": str(tmp_path), "DEPLOYMATE_DATABASE_URL": "oracle://x"},
+            "DEPLOYMATE_DATABASE_URL",
+        ),
+        (
+            {
+                "DEPLOYMATE_DATA_DIR": str(tmp_path),
+                "DEPLOYMATE_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1:1/x",
+            },
+            "database unavailable",
+        ),
+        ({"DEPLOYMATE_ENV": "production"}, "DEPLOYMATE_SERVER_CREDENTIALS_KEY"),
+    ]
+    for env, named in cases:
+        res = run(["serve", "--port", "1"], env)
+        assert res.returncode == 2, res
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0] and "Traceback" not in res.stderr
+
+
+def test_login_stores_a_private_token_and_whoami_uses_it(
+    tmp_path: Path, running_server: RunningServer
+) -> None:
+    cfg = tmp_path / "cli.json"
+    env = {"DEPLOYMATE_CLI_CONFIG": str(cfg)}
+    res = run(
+        [
+            "login",
+            "--url",
+            running_server.url,
+            "--username",
+            "admin",
+            "--password",
+            running_server.admin_password,
+        ],
+        env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE(cfg.stat().st_mode) == 0o600
+    assert running_server.admin_password not in cfg.read_text()
+    who = run(["whoami"], env)
+    assert who.returncode == 0 and who.stdout.startswith("admin (admin)")
+    wrong = run(
+        [
+            "login",
+            "--url",
+            running_server.url,
+            "--username",
+            "admin",
+            "--password",
+            "nope-nope-nope",
+        ],
+        {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "other.json")},
+    )
+    assert wrong.returncode == 1 and "invalid username or password" in wrong.stderr
+    assert not (tmp_path / "other.json").exists()
+    nobody = run(["whoami"], {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "none.json")})
+    assert nobody.returncode == 1 and "deploymate login" in nobody.stderr
