@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +18,10 @@ from deploymate.auth.routes import router as auth_router
 from deploymate.config import Settings
 from deploymate.health import router as health_router
 from deploymate.http import EdgeMiddleware, install_error_handlers
+from deploymate.runtime.ssh import SSHPool
+from deploymate.servers import service as servers_service
+from deploymate.servers.credentials import cipher_from_settings
+from deploymate.servers.routes import router as servers_router
 from deploymate.web.console import router as console_router
 from deploymate.web.render import STATIC_DIR, make_templates
 
@@ -42,10 +47,21 @@ async def prepare_database(settings: Settings, *, bootstrap: bool = True) -> Non
             return
         async with db.session_factory(engine)() as session:
             generated = await auth_service.bootstrap_admin(session, settings)
+            encrypted = await servers_service.encrypt_plaintext(
+                session, cipher_from_settings(settings)
+            )
+        if encrypted:
+            log.warning("encrypted %d plaintext server credential record(s)", encrypted)
         if generated:
             announce_bootstrap_password(settings.admin_username, generated)
     finally:
         await engine.dispose()
+
+
+async def _close_idle_connections(pool: SSHPool, every: float = 30.0) -> None:
+    while True:
+        await asyncio.sleep(every)
+        pool.close_idle()
 
 
 def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
@@ -58,9 +74,14 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         engine = db.make_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessions = db.session_factory(engine)
+        app.state.cipher = cipher_from_settings(settings)
+        app.state.ssh_pool = pool = SSHPool()
+        reaper = asyncio.create_task(_close_idle_connections(pool))
         try:
             yield
         finally:
+            reaper.cancel()
+            await pool.close_all()
             await engine.dispose()
 
     app = FastAPI(
@@ -75,7 +96,7 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
     app.state.templates = make_templates()
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes)
-    for router in (health_router, auth_router, admin_router, console_router):
+    for router in (health_router, auth_router, admin_router, servers_router, console_router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -2,5 +2,6 @@
 
 from deploymate.audit.models import AuditEvent
 from deploymate.auth.models import ApiToken, AuthSession, User
+from deploymate.servers.models import Server
 
-__all__ = ["ApiToken", "AuditEvent", "AuthSession", "User"]
+__all__ = ["ApiToken", "AuditEvent", "AuthSession", "Server", "User"]
