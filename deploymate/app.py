@@ -21,6 +21,7 @@ from deploymate.http import EdgeMiddleware, install_error_handlers
 from deploymate.runtime.ssh import SSHPool
 from deploymate.servers import service as servers_service
 from deploymate.servers.credentials import cipher_from_settings
+from deploymate.servers.pages import router as servers_pages
 from deploymate.servers.routes import router as servers_router
 from deploymate.web.console import router as console_router
 from deploymate.web.render import STATIC_DIR, make_templates
@@ -96,7 +97,14 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
     app.state.templates = make_templates()
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes)
-    for router in (health_router, auth_router, admin_router, servers_router, console_router):
+    for router in (
+        health_router,
+        auth_router,
+        admin_router,
+        servers_router,
+        console_router,
+        servers_pages,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -14,6 +14,8 @@ from deploymate.app import create_app
 from deploymate.config import Settings
 from tests.support import postgres, server
 
+pytest_plugins = ["tests.support.fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ADMIN_PASSWORD = "correct-Horse-battery-42"
 

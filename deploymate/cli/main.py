@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -16,7 +15,8 @@ from deploymate.audit.service import Actor
 from deploymate.auth import service as auth_service
 from deploymate.auth.models import Role
 from deploymate.cli import api_client, config_file
-from deploymate.config import Settings, load_settings
+from deploymate.cli import servers as servers_cli
+from deploymate.cli.common import EnvFile, load_checked_settings
 from deploymate.errors import ConfigurationError, DeployMateError
 
 app = typer.Typer(
@@ -30,34 +30,14 @@ admin_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(servers_cli.credentials_app, name="credentials")
+app.add_typer(servers_cli.known_hosts_app, name="known-hosts")
+app.command("inventory")(servers_cli.inventory)
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-EnvFile = Annotated[
-    Path | None, typer.Option("--env-file", help="Read DEPLOYMATE_* settings from this file.")
-]
 CLI_ACTOR = Actor(user_id=None, username="cli", client_address="local")
-
-
-def _settings(env_file: Path | None) -> Settings:
-    settings = load_settings(env_file)
-    check_data_dir(settings)
-    return settings
-
-
-def check_data_dir(settings: Settings) -> None:
-    """Fail with one line before anything starts when the data directory cannot be written."""
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        probe = settings.data_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"invalid configuration: DEPLOYMATE_DATA_DIR {settings.data_dir} "
-            f"is not writable ({exc.strerror})"
-        ) from None
 
 
 @app.command()
@@ -72,12 +52,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     env_file: EnvFile = None,
 ) -> None:
-    """Run the web console, the API and the background worker (migrates the database first)."""
+    """Run the web console and the API (migrates the database first)."""
     import uvicorn
 
     from deploymate.app import create_app, prepare_database
 
-    settings = _settings(env_file)
+    settings = load_checked_settings(env_file)
     asyncio.run(prepare_database(settings))
     err.print(
         f"DeployMate {__version__} ({settings.env}) on http://{host}:{port}  "
@@ -95,7 +75,7 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(env_file: EnvFile = None) -> None:
     """Apply every pending migration."""
-    settings = _settings(env_file)
+    settings = load_checked_settings(env_file)
 
     async def run() -> str | None:
         engine = db.make_engine(settings.resolved_database_url)
@@ -111,7 +91,7 @@ def db_upgrade(env_file: EnvFile = None) -> None:
 @db_app.command("current")
 def db_current(env_file: EnvFile = None) -> None:
     """Show the database's revision and whether it is the newest."""
-    settings = _settings(env_file)
+    settings = load_checked_settings(env_file)
 
     async def run() -> str | None:
         engine = db.make_engine(settings.resolved_database_url)
@@ -143,7 +123,7 @@ def admin_create(
     from deploymate.app import prepare_database
     from deploymate.auth.schemas import UserCreate
 
-    settings = _settings(env_file)
+    settings = load_checked_settings(env_file)
     UserCreate(username=username, role=role)  # same validation as the API
     password = None if generate else _prompt_password()
 
@@ -179,7 +159,7 @@ def admin_reset_password(
     env_file: EnvFile = None,
 ) -> None:
     """Set a new password, sign the user out everywhere and revoke their API tokens."""
-    settings = _settings(env_file)
+    settings = load_checked_settings(env_file)
     password = None if generate else _prompt_password()
 
     async def run() -> str | None:

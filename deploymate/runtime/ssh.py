@@ -60,7 +60,9 @@ def check_private_key(private_key: str, passphrase: str | None) -> str | None:
         asyncssh.import_private_key(private_key, passphrase or None)
     except asyncssh.KeyEncryptionError:
         return "wrong passphrase" if passphrase else "key is encrypted; a passphrase is required"
-    except (asyncssh.KeyImportError, ValueError):
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        if "passphrase" in str(exc).lower():
+            return "key is encrypted; a passphrase is required"
         return "not a valid private key"
     return None
 
