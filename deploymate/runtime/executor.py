@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from deploymate.runtime.errors import CommandFailed, CommandTimeout
 
@@ -22,6 +22,7 @@ class Command:
     timeout: float = DEFAULT_TIMEOUT
     stdin: bytes | None = None
     check: bool = True
+    merge_stderr: bool = False  # stream stderr lines to the line handler too (docker logs)
 
     def __post_init__(self) -> None:
         if not self.argv or any(not isinstance(a, str) or "\x00" in a for a in self.argv):
@@ -58,12 +59,21 @@ class Result:
         return self.exit_status == 0
 
 
+ByteSource = AsyncIterator[bytes]
+
+
 class Executor(Protocol):
     """Runs commands on one target; implementations differ only in transport."""
 
-    async def run(self, command: Command, on_line: LineHandler | None = None) -> Result: ...
+    async def run(
+        self, command: Command, on_line: LineHandler | None = None, source: ByteSource | None = None
+    ) -> Result:
+        """Run to completion; stdin is `command.stdin` or else streamed from `source`."""
+        ...
 
-    async def close(self) -> None: ...
+    async def open_connection(self, host: str, port: int) -> tuple[Any, Any]:
+        """A TCP stream to host:port as seen from the target (e.g. a container's address)."""
+        ...
 
 
 def finish(command: Command, status: int, stdout: str, stderr: str) -> Result:
@@ -90,12 +100,13 @@ async def pump_lines(
 class LocalExecutor:
     """The control host's own commands (only when DEPLOYMATE_LOCAL_DOCKER_ENABLED)."""
 
-    async def run(self, command: Command, on_line: LineHandler | None = None) -> Result:
+    async def run(
+        self, command: Command, on_line: LineHandler | None = None, source: ByteSource | None = None
+    ) -> Result:
+        wants_stdin = command.stdin is not None or source is not None
         proc = await asyncio.create_subprocess_exec(
             *command.argv,
-            stdin=asyncio.subprocess.PIPE
-            if command.stdin is not None
-            else asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE if wants_stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -104,17 +115,28 @@ class LocalExecutor:
         assert proc.stdout is not None and proc.stderr is not None
 
         async def feed() -> None:
-            if command.stdin is not None and proc.stdin is not None:
-                proc.stdin.write(command.stdin)
-                await proc.stdin.drain()
+            if proc.stdin is None:
+                return
+            try:
+                if command.stdin is not None:
+                    proc.stdin.write(command.stdin)
+                    await proc.stdin.drain()
+                elif source is not None:
+                    async for chunk in source:
+                        proc.stdin.write(chunk)
+                        await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the process ended early; its exit status tells why
+            finally:
                 proc.stdin.close()
 
+        err_handler = on_line if command.merge_stderr else None
         try:
             await asyncio.wait_for(
                 asyncio.gather(
                     feed(),
                     pump_lines(proc.stdout, on_line, out_lines),
-                    pump_lines(proc.stderr, None, err_lines),
+                    pump_lines(proc.stderr, err_handler, err_lines),
                     proc.wait(),
                 ),
                 timeout=command.timeout,
@@ -123,8 +145,12 @@ class LocalExecutor:
             proc.kill()
             await proc.wait()
             raise CommandTimeout(command.argv[0], command.timeout) from None
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
         assert proc.returncode is not None
         return finish(command, proc.returncode, "\n".join(out_lines), "\n".join(err_lines))
 
-    async def close(self) -> None:
-        return None
+    async def open_connection(self, host: str, port: int) -> tuple[Any, Any]:
+        return await asyncio.open_connection(host, port)

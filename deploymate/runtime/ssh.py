@@ -16,7 +16,7 @@ from deploymate.runtime.errors import (
     RuntimeFailure,
     Unreachable,
 )
-from deploymate.runtime.executor import Command, LineHandler, Result, finish
+from deploymate.runtime.executor import ByteSource, Command, LineHandler, Result, finish
 
 CONNECT_TIMEOUT = 10.0
 HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512")
@@ -171,7 +171,9 @@ class SSHExecutor:
         self.pool = pool
         self.target = target
 
-    async def run(self, command: Command, on_line: LineHandler | None = None) -> Result:
+    async def run(
+        self, command: Command, on_line: LineHandler | None = None, source: ByteSource | None = None
+    ) -> Result:
         conn = await self.pool.connection(self.target)
         try:
             process = await conn.create_process(command.shell_line(), encoding=None)
@@ -191,14 +193,24 @@ class SSHExecutor:
                     await handler(text)
 
         async def feed() -> None:
-            if command.stdin is not None:
-                process.stdin.write(command.stdin)
-            process.stdin.write_eof()
+            try:
+                if command.stdin is not None:
+                    process.stdin.write(command.stdin)
+                elif source is not None:
+                    async for chunk in source:
+                        process.stdin.write(chunk)
+                        await process.stdin.drain()
+                process.stdin.write_eof()
+            except (asyncssh.Error, BrokenPipeError, ConnectionResetError):
+                pass  # the remote process ended early; its exit status tells why
 
+        err_handler = on_line if command.merge_stderr else None
         try:
             await asyncio.wait_for(
                 asyncio.gather(
-                    feed(), read(process.stdout, out, on_line), read(process.stderr, err, None)
+                    feed(),
+                    read(process.stdout, out, on_line),
+                    read(process.stderr, err, err_handler),
                 ),
                 timeout=command.timeout,
             )
@@ -207,11 +219,24 @@ class SSHExecutor:
             process.kill()
             process.close()
             raise CommandTimeout(command.argv[0], command.timeout) from None
+        except asyncio.CancelledError:
+            process.close()
+            raise
+        except (asyncssh.Error, ConnectionError) as exc:
+            self.pool.discard(self.target.key)
+            raise RuntimeFailure(
+                f"SSH connection to {self.target.host} lost: {exc}", step="transport"
+            ) from None
         status = completed.exit_status if completed.exit_status is not None else 255
         return finish(command, status, "\n".join(out), "\n".join(err))
 
-    async def close(self) -> None:
-        return None
+    async def open_connection(self, host: str, port: int) -> tuple[Any, Any]:
+        """A direct-tcpip channel: the server's sshd connects on our behalf."""
+        conn = await self.pool.connection(self.target)
+        try:
+            return await conn.open_connection(host, port, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectionRefusedError(f"{host}:{port} via {self.target.host}: {exc}") from None
 
 
 class SSHPool:

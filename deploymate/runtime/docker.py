@@ -1,0 +1,223 @@
+"""Docker commands as data (argument lists), and parsers for their output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploymate.runtime.executor import Command
+
+LABEL_PREFIX = "deploymate"
+LABEL_DEPLOYMENT = f"{LABEL_PREFIX}.deployment"
+LABEL_RELEASE = f"{LABEL_PREFIX}.release"
+LABEL_ROLE = f"{LABEL_PREFIX}.role"  # candidate (being verified) | serving (holds the port)
+ROLE_CANDIDATE = "candidate"
+ROLE_SERVING = "serving"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything `docker run` needs; env travels on stdin, never on the command line."""
+
+    name: str
+    image: str
+    labels: Mapping[str, str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    internal_port: int | None = None
+    external_port: int | None = None
+    command: Sequence[str] | None = None
+    restart_policy: str = "unless-stopped"
+    memory: str | None = None
+    cpus: float | None = None
+
+
+def env_file(env: Mapping[str, str]) -> bytes:
+    """Docker's env-file format: KEY=VALUE per line, the value taken literally (no quoting)."""
+    return "".join(f"{k}={v}\n" for k, v in env.items()).encode()
+
+
+def run(spec: ContainerSpec) -> Command:
+    argv = [
+        "docker",
+        "run",
+        "--detach",
+        "--name",
+        spec.name,
+        "--env-file",
+        "/dev/stdin",
+        "--restart",
+        spec.restart_policy,
+    ]
+    for key, value in sorted(spec.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    if spec.external_port is not None and spec.internal_port is not None:
+        argv += ["--publish", f"{spec.external_port}:{spec.internal_port}"]
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    if spec.cpus:
+        argv += ["--cpus", f"{spec.cpus:g}"]
+    # The image is validated at the edge (no leading "-"); docker run takes no "--" before it.
+    argv.append(spec.image)
+    argv += list(spec.command or [])
+    return Command(tuple(argv), timeout=120, stdin=env_file(spec.env))
+
+
+def image_inspect(ref: str) -> Command:
+    return Command.of(
+        "docker", "image", "inspect", "--format", "{{json .}}", "--", ref, timeout=30, check=False
+    )
+
+
+def pull(ref: str) -> Command:
+    return Command.of("docker", "pull", "--", ref, timeout=900)
+
+
+def load() -> Command:
+    return Command.of("docker", "load", timeout=900)
+
+
+def save(ref: str) -> Command:
+    return Command.of("docker", "save", "--", ref, timeout=900)
+
+
+def tag(source: str, target: str) -> Command:
+    return Command.of("docker", "tag", source, target, timeout=30)
+
+
+def inspect(name: str) -> Command:
+    return Command.of(
+        "docker",
+        "container",
+        "inspect",
+        "--format",
+        "{{json .}}",
+        "--",
+        name,
+        timeout=30,
+        check=False,
+    )
+
+
+def list_by_label(key: str, value: str) -> Command:
+    return Command.of(
+        "docker",
+        "ps",
+        "--all",
+        "--no-trunc",
+        "--filter",
+        f"label={key}={value}",
+        "--format",
+        "{{json .}}",
+        timeout=30,
+    )
+
+
+def remove(name: str) -> Command:
+    return Command.of("docker", "rm", "--force", "--", name, timeout=60, check=False)
+
+
+def stop(name: str, seconds: int = 10) -> Command:
+    return Command.of("docker", "stop", "--time", str(seconds), "--", name, timeout=seconds + 30)
+
+
+def start(name: str) -> Command:
+    return Command.of("docker", "start", "--", name, timeout=60)
+
+
+def restart(name: str, seconds: int = 10) -> Command:
+    return Command.of("docker", "restart", "--time", str(seconds), "--", name, timeout=seconds + 60)
+
+
+def logs(name: str, tail: int, follow: bool = False) -> Command:
+    argv = ["docker", "logs", "--tail", str(tail)]
+    if follow:
+        argv.append("--follow")
+    return Command(tuple([*argv, "--", name]), timeout=3600 if follow else 30, merge_stderr=True)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    repo_digests: list[str]
+    repo_tags: list[str]
+
+
+def parse_image(stdout: str) -> ImageInfo | None:
+    text = stdout.strip()
+    if not text:
+        return None
+    data: dict[str, Any] = json.loads(text.splitlines()[0])
+    return ImageInfo(
+        id=data["Id"],
+        repo_digests=data.get("RepoDigests") or [],
+        repo_tags=data.get("RepoTags") or [],
+    )
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    image_id: str
+    status: str  # created | running | exited | ...
+    running: bool
+    exit_code: int
+    oom_killed: bool
+    restart_count: int
+    started_at: str
+    ip_address: str | None
+    labels: dict[str, str]
+    ports: dict[str, Any]
+    health_log: list[dict[str, Any]]
+
+
+def parse_container(stdout: str) -> ContainerState | None:
+    text = stdout.strip()
+    if not text or text.startswith("[]"):
+        return None
+    data: dict[str, Any] = json.loads(text.splitlines()[0])
+    state = data.get("State") or {}
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+    return ContainerState(
+        id=data["Id"],
+        name=data["Name"].lstrip("/"),
+        image_id=data["Image"],
+        status=state.get("Status", "unknown"),
+        running=bool(state.get("Running")),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        restart_count=int(data.get("RestartCount") or 0),
+        started_at=state.get("StartedAt", ""),
+        ip_address=ip,
+        labels=(data.get("Config") or {}).get("Labels") or {},
+        ports=(data.get("NetworkSettings") or {}).get("Ports") or {},
+        health_log=((state.get("Health") or {}).get("Log") or [])[-5:],
+    )
+
+
+def parse_ps(stdout: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in stdout.splitlines():
+        if line.strip():
+            data = json.loads(line)
+            labels = dict(
+                p.split("=", 1) for p in str(data.get("Labels", "")).split(",") if "=" in p
+            )
+            rows.append(
+                {
+                    "id": data.get("ID", ""),
+                    "name": data.get("Names", ""),
+                    "state": data.get("State", ""),
+                    "labels": labels,
+                }
+            )
+    return rows
+
+
+def names_registry(ref: str) -> bool:
+    """Docker's rule: the first path part is a registry if it has a dot or a port, or is localhost."""
+    first, sep, _ = ref.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
