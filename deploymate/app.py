@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,13 +12,12 @@ from fastapi.staticfiles import StaticFiles
 
 from deploymate import __version__, db
 from deploymate.admin.routes import router as admin_router
-from deploymate.auth import service as auth_service
 from deploymate.auth.routes import router as auth_router
+from deploymate.bootstrap import prepare_database
 from deploymate.config import Settings
 from deploymate.health import router as health_router
 from deploymate.http import EdgeMiddleware, install_error_handlers
 from deploymate.runtime.ssh import SSHPool
-from deploymate.servers import service as servers_service
 from deploymate.servers.credentials import cipher_from_settings
 from deploymate.servers.pages import router as servers_pages
 from deploymate.servers.routes import router as servers_router
@@ -27,36 +25,6 @@ from deploymate.web.console import router as console_router
 from deploymate.web.render import STATIC_DIR, make_templates
 
 log = logging.getLogger("deploymate")
-
-
-def announce_bootstrap_password(username: str, password: str) -> None:
-    """Shown once on the terminal, never logged: the only copy of the first admin's password."""
-    print(
-        f"\nDeployMate created the first admin account.\n  username: {username}\n"
-        f"  password: {password}\nYou will be asked to change it at first sign-in.\n",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-async def prepare_database(settings: Settings, *, bootstrap: bool = True) -> None:
-    """Migrate and bootstrap; shared by `serve` start-up and the CLI's database commands."""
-    engine = db.make_engine(settings.resolved_database_url)
-    try:
-        await db.upgrade(engine)
-        if not bootstrap:
-            return
-        async with db.session_factory(engine)() as session:
-            generated = await auth_service.bootstrap_admin(session, settings)
-            encrypted = await servers_service.encrypt_plaintext(
-                session, cipher_from_settings(settings)
-            )
-        if encrypted:
-            log.warning("encrypted %d plaintext server credential record(s)", encrypted)
-        if generated:
-            announce_bootstrap_password(settings.admin_username, generated)
-    finally:
-        await engine.dispose()
 
 
 async def _close_idle_connections(pool: SSHPool, every: float = 30.0) -> None:

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     local_docker_enabled: bool | None = None
     ssh_host_key_checking: Literal["yes", "accept-new"] = "yes"
     ssh_known_hosts_file: Path | None = None
-    admin_username: str = "admin"
+    admin_username: str = Field(default="admin", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     admin_password: SecretStr | None = None
     secure_cookies: bool = False
     session_idle_minutes: int = Field(default=120, ge=1, le=60 * 24 * 30)

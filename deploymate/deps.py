@@ -78,7 +78,17 @@ def bearer_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def _foreign_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin == "null"
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/") != host
+
+
 async def check_csrf(request: Request, secret: str) -> None:
+    if _foreign_origin(request):
+        raise PermissionDenied("cross-origin request refused", code="csrf_failed")
     expected = tokens.csrf_for(secret)
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(

@@ -78,6 +78,11 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    if not is_api(request):
+        templates = request.app.state.templates
+        return templates.TemplateResponse(
+            request, "error.html", {"status": 422, "detail": detail}, status_code=422
+        )
     return error_response(422, detail, "validation_error", errors=errors)
 
 
@@ -90,7 +95,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal error; see the server log", "internal_error")
+    # Answered by Starlette's outermost middleware, so the edge headers are added here.
+    headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
+    return error_response(500, "internal error; see the server log", "internal_error", headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit.models import AuditEvent
 
-# Keys whose values are never written to the log, whatever a caller passes.
-_SECRET_KEYS = ("password", "token", "secret", "private_key", "passphrase", "key")
+# Detail keys whose values are never written to the log, whatever a caller passes.
+_SECRET_NAMES = frozenset(
+    {
+        "password",
+        "token",
+        "secret",
+        "private_key",
+        "passphrase",
+        "credentials",
+        "api_token",
+        "secret_env",
+        "env_values",
+    }
+)
+_SECRET_SUFFIXES = ("_password", "_token", "_secret", "_passphrase")
 
 
 @dataclass(frozen=True)
@@ -24,11 +37,17 @@ class Actor:
     client_address: str | None
 
 
-def _scrub(details: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: ("[redacted]" if any(s in k.lower() for s in _SECRET_KEYS) else v)
-        for k, v in details.items()
-    }
+def _is_secret(key: str) -> bool:
+    key = key.lower()
+    return key in _SECRET_NAMES or key.endswith(_SECRET_SUFFIXES)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "[redacted]" if _is_secret(str(k)) else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
 
 
 async def record(
@@ -56,24 +75,40 @@ async def record(
     return event
 
 
-async def count_failures_since(
-    db: AsyncSession, *, action: str, since: datetime, username: str | None, address: str | None
-) -> tuple[int, int]:
-    """Failures of `action` since a time, per username and per client address."""
-
-    async def _count(*conds: Any) -> int:
-        stmt = (
-            select(func.count())
-            .select_from(AuditEvent)
-            .where(
-                AuditEvent.action == action,
-                AuditEvent.outcome == "failure",
-                AuditEvent.created_at >= since,
-                or_(*conds),
-            )
+async def count_failures(
+    db: AsyncSession,
+    *,
+    action: str,
+    since: datetime,
+    username: str | None = None,
+    address: str | None = None,
+) -> int:
+    """Failures of `action` since a time, for one username or one client address."""
+    stmt = (
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.action == action,
+            AuditEvent.outcome == "failure",
+            AuditEvent.created_at >= since,
         )
-        return int((await db.execute(stmt)).scalar_one())
+    )
+    if username is not None:
+        stmt = stmt.where(AuditEvent.actor_name == username)
+    if address is not None:
+        stmt = stmt.where(AuditEvent.client_address == address)
+    return int((await db.execute(stmt)).scalar_one())
 
-    by_user = await _count(AuditEvent.actor_name == username) if username else 0
-    by_addr = await _count(AuditEvent.client_address == address) if address else 0
-    return by_user, by_addr
+
+async def last_success(db: AsyncSession, *, action: str, username: str) -> datetime | None:
+    stmt = select(func.max(AuditEvent.created_at)).where(
+        AuditEvent.action == action,
+        AuditEvent.outcome == "success",
+        AuditEvent.actor_name == username,
+    )
+    value = (await db.execute(stmt)).scalar_one_or_none()
+    if isinstance(value, str):  # SQLite returns MAX() of a datetime column as text
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value

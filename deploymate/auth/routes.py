@@ -41,8 +41,7 @@ async def login(
 async def logout(
     principal: CurrentPrincipal, response: Response, db: DbDep, settings: SettingsDep
 ) -> None:
-    if principal.session_secret:
-        await service.logout(db, actor=principal.actor, secret=principal.session_secret)
+    await service.logout(db, actor=principal.actor, secret=principal.session_secret)
     clear_session_cookie(response, settings)
 
 
@@ -72,11 +71,10 @@ async def change_password(
     )
     if principal.via == "token":
         return LoginResponse(user=UserOut.model_validate(principal.user), csrf_token=None)
-    new = await service.login(
+    new = await service.issue_session(
         db,
         settings,
-        username=principal.user.username,
-        password=body.new_password,
+        principal.user,
         client_address=client_address(request),
         user_agent=request.headers.get("user-agent"),
     )

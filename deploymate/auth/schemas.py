@@ -19,7 +19,9 @@ LoginText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    username: Annotated[
+        str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]*$")
+    ]
     password: LoginText
 
 

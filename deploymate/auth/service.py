@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -117,19 +118,37 @@ async def bootstrap_admin(db: AsyncSession, settings: Settings) -> str | None:
     return generated
 
 
+# Attempts for one username or from one address run one at a time, so concurrent guesses
+# cannot all pass the failure count before any of them is recorded.
+_attempt_locks: dict[str, asyncio.Lock] = {}
+
+
+def _attempt_lock(key: str) -> asyncio.Lock:
+    if len(_attempt_locks) > 10_000:
+        for stale in [k for k, lock in _attempt_locks.items() if not lock.locked()]:
+            del _attempt_locks[stale]
+    return _attempt_locks.setdefault(key, asyncio.Lock())
+
+
 async def _throttle(
     db: AsyncSession, settings: Settings, username: str, address: str | None
 ) -> None:
-    window = timedelta(minutes=settings.login_failure_window_minutes)
-    by_user, by_addr = await audit.count_failures_since(
-        db, action="auth.login", since=utcnow() - window, username=username, address=address
+    window_start = utcnow() - timedelta(minutes=settings.login_failure_window_minutes)
+    last_ok = await audit.last_success(db, action="auth.login", username=username)
+    since_user = max(window_start, last_ok) if last_ok else window_start
+    by_user = await audit.count_failures(
+        db, action="auth.login", since=since_user, username=username
+    )
+    by_addr = (
+        await audit.count_failures(db, action="auth.login", since=window_start, address=address)
+        if address
+        else 0
     )
     if by_user >= settings.login_max_failures_per_user or (
         by_addr >= settings.login_max_failures_per_address
     ):
-        raise RateLimited(
-            "too many failed logins; try again later", retry_after=int(window.total_seconds())
-        )
+        retry = int(timedelta(minutes=settings.login_failure_window_minutes).total_seconds())
+        raise RateLimited("too many failed logins; try again later", retry_after=retry)
 
 
 async def login(
@@ -143,6 +162,28 @@ async def login(
     previous_secret: str | None = None,
 ) -> NewSession:
     """Check credentials and open a new session (a new id every time: no fixation)."""
+    async with _attempt_lock(f"addr:{client_address}"), _attempt_lock(f"user:{username[:64]}"):
+        return await _login(
+            db,
+            settings,
+            username=username,
+            password=password,
+            client_address=client_address,
+            user_agent=user_agent,
+            previous_secret=previous_secret,
+        )
+
+
+async def _login(
+    db: AsyncSession,
+    settings: Settings,
+    *,
+    username: str,
+    password: str,
+    client_address: str | None,
+    user_agent: str | None,
+    previous_secret: str | None,
+) -> NewSession:
     actor = Actor(user_id=None, username=username[:64], client_address=client_address)
     await _throttle(db, settings, username[:64], client_address)
     user = await get_user_by_name(db, username)
@@ -158,6 +199,28 @@ async def login(
         await db.execute(
             delete(AuthSession).where(AuthSession.token_hash == tokens.digest(previous_secret))
         )
+    user.last_login_at = utcnow()
+    await audit.record(
+        db,
+        actor=Actor(user.id, user.username, client_address),
+        action="auth.login",
+        target_type="user",
+        target_id=user.id,
+    )
+    return await issue_session(
+        db, settings, user, client_address=client_address, user_agent=user_agent
+    )
+
+
+async def issue_session(
+    db: AsyncSession,
+    settings: Settings,
+    user: User,
+    *,
+    client_address: str | None,
+    user_agent: str | None,
+) -> NewSession:
+    """A fresh session for an authenticated user (after login, or after a password change)."""
     now = utcnow()
     secret = tokens.new_secret()
     expires = now + timedelta(hours=settings.session_max_hours)
@@ -171,14 +234,6 @@ async def login(
             client_address=client_address,
             user_agent=(user_agent or "")[:255],
         )
-    )
-    user.last_login_at = now
-    await audit.record(
-        db,
-        actor=Actor(user.id, user.username, client_address),
-        action="auth.login",
-        target_type="user",
-        target_id=user.id,
     )
     await db.commit()
     return NewSession(
@@ -226,8 +281,10 @@ async def user_for_api_token(db: AsyncSession, token: str) -> User | None:
     return user
 
 
-async def logout(db: AsyncSession, *, actor: Actor, secret: str) -> None:
-    await db.execute(delete(AuthSession).where(AuthSession.token_hash == tokens.digest(secret)))
+async def logout(db: AsyncSession, *, actor: Actor, secret: str | None) -> None:
+    """End the browser session (a token-authenticated logout only records the event)."""
+    if secret:
+        await db.execute(delete(AuthSession).where(AuthSession.token_hash == tokens.digest(secret)))
     await audit.record(
         db, actor=actor, action="auth.logout", target_type="user", target_id=actor.user_id
     )

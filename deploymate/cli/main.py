@@ -11,12 +11,11 @@ import typer
 from rich.console import Console
 
 from deploymate import __version__, db
-from deploymate.audit.service import Actor
 from deploymate.auth import service as auth_service
 from deploymate.auth.models import Role
 from deploymate.cli import api_client, config_file
 from deploymate.cli import servers as servers_cli
-from deploymate.cli.common import EnvFile, load_checked_settings
+from deploymate.cli.common import CLI_ACTOR, EnvFile, load_checked_settings
 from deploymate.errors import ConfigurationError, DeployMateError
 
 app = typer.Typer(
@@ -37,8 +36,6 @@ app.command("inventory")(servers_cli.inventory)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-CLI_ACTOR = Actor(user_id=None, username="cli", client_address="local")
-
 
 @app.command()
 def version() -> None:
@@ -55,7 +52,8 @@ def serve(
     """Run the web console and the API (migrates the database first)."""
     import uvicorn
 
-    from deploymate.app import create_app, prepare_database
+    from deploymate.app import create_app
+    from deploymate.bootstrap import prepare_database
 
     settings = load_checked_settings(env_file)
     asyncio.run(prepare_database(settings))
@@ -120,8 +118,8 @@ def admin_create(
     env_file: EnvFile = None,
 ) -> None:
     """Create an account (asks for a password, or generates one to change at first login)."""
-    from deploymate.app import prepare_database
     from deploymate.auth.schemas import UserCreate
+    from deploymate.bootstrap import prepare_database
 
     settings = load_checked_settings(env_file)
     UserCreate(username=username, role=role)  # same validation as the API

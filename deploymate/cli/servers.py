@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from deploymate import db
-from deploymate.app import prepare_database
-from deploymate.audit.service import Actor
-from deploymate.cli.common import EnvFile, load_checked_settings
+from deploymate.bootstrap import prepare_database
+from deploymate.cli.common import CLI_ACTOR, EnvFile, load_checked_settings
 from deploymate.errors import ValidationFailed
 from deploymate.runtime.ssh import scan_host_keys
 from deploymate.servers import known_hosts, service
@@ -24,7 +23,6 @@ credentials_app = typer.Typer(help="Server credential encryption.", no_args_is_h
 known_hosts_app = typer.Typer(help="Prepare known_hosts entries for servers.", no_args_is_help=True)
 
 out = Console(soft_wrap=True)
-CLI_ACTOR = Actor(user_id=None, username="cli", client_address="local")
 
 
 @credentials_app.command("generate-key")

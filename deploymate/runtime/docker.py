@@ -218,6 +218,6 @@ def parse_ps(stdout: str) -> list[dict[str, Any]]:
 
 
 def names_registry(ref: str) -> bool:
-    """Docker's rule: the first path part is a registry if it has a dot or a port, or is localhost."""
+    """Docker's rule: a first path part with a dot or a port, or localhost, is a registry."""
     first, sep, _ = ref.partition("/")
     return bool(sep) and ("." in first or ":" in first or first == "localhost")

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from deploymate.deps import CurrentPrincipal, DbDep, SettingsDep
 from deploymate.errors import DeployMateError
-from deploymate.runtime.ssh import scan_host_keys
 from deploymate.servers import service
 from deploymate.servers.deps import CipherDep, PoolDep, ViewerDep
 from deploymate.servers.schemas import HostPort, ServerCreate, ServerUpdate
@@ -31,6 +30,11 @@ def _validation_message(exc: ValidationError) -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def _port(value: str) -> int | str:
+    """Digits become a number for validation; anything else is passed on to be refused."""
+    return int(value) if value.isascii() and value.isdigit() else value
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -84,10 +88,8 @@ async def scan(
 ) -> Response:
     form = {"host": host, "port": port}
     try:
-        target = HostPort.model_validate(
-            {"host": host, "port": int(port) if port.isdigit() else port}
-        )
-        keys = await scan_host_keys(target.host, target.port)
+        target = HostPort.model_validate({"host": host, "port": _port(port)})
+        keys = await service.scan_host_key(db, viewer, target.host, target.port)
     except ValidationError as exc:
         return await _page(
             request,
@@ -122,7 +124,7 @@ async def create(
     data: dict[str, Any] = {k: form.get(k, "") for k in TEXT_FIELDS}
     port = form.get("port", "22")
     data.update(
-        port=int(port) if port.isdigit() else port,
+        port=_port(port),
         auth_type=form.get("auth_type", "key"),
         labels=_labels(form.get("labels", "")),
         host_key=form.get("host_key") or None,
@@ -168,7 +170,7 @@ async def edit(
     data: dict[str, Any] = {k: str(raw[k]) for k in TEXT_FIELDS if isinstance(raw.get(k), str)}
     port = str(raw.get("port", ""))
     if port:
-        data["port"] = int(port) if port.isdigit() else port
+        data["port"] = _port(port)
     if isinstance(raw.get("auth_type"), str):
         data["auth_type"] = raw["auth_type"]
     if isinstance(raw.get("labels"), str):
@@ -203,7 +205,7 @@ async def scan_existing(
 ) -> Response:
     try:
         server = await service.get_visible(db, viewer, server_id)
-        keys = await scan_host_keys(server.host, server.port)
+        keys = await service.scan_host_key(db, viewer, server.host, server.port)
     except DeployMateError as exc:
         return await _page(
             request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
@@ -246,12 +248,13 @@ async def test(
     request: Request,
     principal: CurrentPrincipal,
     db: DbDep,
+    settings: SettingsDep,
     cipher: CipherDep,
     pool: PoolDep,
     viewer: ViewerDep,
 ) -> Response:
     try:
-        result = await service.run_check(db, cipher, pool, viewer, server_id)
+        result = await service.run_check(db, settings, cipher, pool, viewer, server_id)
     except DeployMateError as exc:
         return await _page(
             request, principal, db, cipher, viewer, status=exc.status, error=exc.detail

@@ -7,9 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from deploymate.audit import service as audit
 from deploymate.deps import DbDep, SettingsDep
-from deploymate.runtime.ssh import scan_host_keys
 from deploymate.servers import service
 from deploymate.servers.deps import CipherDep, PoolDep, ViewerDep
 from deploymate.servers.schemas import (
@@ -43,16 +41,7 @@ async def create_server(
 @router.post("/scan-host-key")
 async def scan_host_key(body: HostPort, db: DbDep, viewer: ViewerDep) -> ScanResult:
     """Read the keys a host offers; nothing is pinned until the operator confirms one."""
-    keys = await scan_host_keys(body.host, body.port)
-    await audit.record(
-        db,
-        actor=viewer.actor,
-        action="server.host_key_scan",
-        target_type="host",
-        target_id=f"{body.host}:{body.port}",
-        details={"fingerprints": [k.fingerprint_sha256 for k in keys]},
-    )
-    await db.commit()
+    keys = await service.scan_host_key(db, viewer, body.host, body.port)
     return ScanResult(
         host=body.host, port=body.port, keys=[ScannedKeyOut(**asdict(k)) for k in keys]
     )
@@ -98,9 +87,14 @@ async def pin_host_key(
 
 @router.post("/{server_id}/test")
 async def test_server(
-    server_id: int, db: DbDep, viewer: ViewerDep, cipher: CipherDep, pool: PoolDep
+    server_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    viewer: ViewerDep,
+    cipher: CipherDep,
+    pool: PoolDep,
 ) -> TestResult:
-    return await service.run_check(db, cipher, pool, viewer, server_id)
+    return await service.run_check(db, settings, cipher, pool, viewer, server_id)
 
 
 @router.get("/{server_id}/diagnostics")

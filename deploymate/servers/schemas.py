@@ -17,9 +17,9 @@ from pydantic import (
     model_validator,
 )
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _USERNAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 class Purpose(StrEnum):
@@ -40,12 +40,13 @@ class Criticality(StrEnum):
 def validate_host(value: str) -> str:
     """A DNS name or an IP literal: nothing an ssh command line could read as an option."""
     value = value.strip()
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
+    if "%" not in value:  # an IPv6 scope id ("fe80::1%eth0") could carry anything: refused
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
     name = value[:-1] if value.endswith(".") else value
-    if not name or len(name) > 253 or not all(_HOST_LABEL.match(part) for part in name.split(".")):
+    if not name or len(name) > 253 or not all(_HOST_LABEL.fullmatch(p) for p in name.split(".")):
         raise ValueError("must be a hostname or an IP address (letters, digits, dots and hyphens)")
     return value.lower()
 
@@ -59,14 +60,14 @@ Name = Annotated[
 PrivateKey = Annotated[str, StringConstraints(min_length=1, max_length=16_384)]
 ShortSecret = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 PublicKeyLine = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
-Notes = Annotated[str, StringConstraints(max_length=4000)]
+Notes = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")]
 
 
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
     if len(value) > 32:
         raise ValueError("at most 32 labels")
     for key, val in value.items():
-        if not _LABEL_KEY.match(key) or len(val) > 200:
+        if not _LABEL_KEY.fullmatch(key) or len(val) > 200 or "\x00" in val:
             raise ValueError(
                 f"label {key[:40]!r}: keys are short names, values at most 200 characters"
             )
@@ -135,6 +136,13 @@ class ServerUpdate(BaseModel):
     criticality: Criticality | None = None
     labels: dict[str, str] | None = None
     notes: Notes | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> ServerUpdate:
+        nulls = [k for k in self.model_fields_set if getattr(self, k) is None]
+        if nulls:
+            raise ValueError(f"{nulls[0]}: must not be null (leave it out to keep the value)")
+        return self
 
     @field_validator("host")
     @classmethod

@@ -20,11 +20,13 @@ from deploymate.errors import Conflict, NotFound, ValidationFailed
 from deploymate.runtime import host_facts
 from deploymate.runtime.errors import HostKeyChanged, RuntimeFailure
 from deploymate.runtime.ssh import (
+    ScannedKey,
     SSHPool,
     SSHTarget,
     check_private_key,
     fingerprint,
     parse_public_key,
+    scan_host_keys,
 )
 from deploymate.servers import known_hosts
 from deploymate.servers.credentials import Cipher, Credentials, looks_encrypted
@@ -311,6 +313,41 @@ async def pin_host_key(
     return server
 
 
+async def scan_host_key(db: AsyncSession, viewer: Viewer, host: str, port: int) -> list[ScannedKey]:
+    """Read the keys a host offers (audited); nothing is pinned until the operator confirms one."""
+    keys = await scan_host_keys(host, port)
+    await audit.record(
+        db,
+        actor=viewer.actor,
+        action="server.host_key_scan",
+        target_type="host",
+        target_id=f"{host}:{port}",
+        details={"fingerprints": [k.fingerprint_sha256 for k in keys]},
+    )
+    await db.commit()
+    return keys
+
+
+async def ensure_pinned(
+    db: AsyncSession, settings: Settings, viewer: Viewer, server: Server
+) -> None:
+    """With DEPLOYMATE_SSH_HOST_KEY_CHECKING=accept-new, pin the first key seen (audited)."""
+    if server.host_key or settings.ssh_host_key_checking != "accept-new":
+        return
+    keys = await scan_host_keys(server.host, server.port)
+    server.host_key = keys[0].public_key
+    await audit.record(
+        db,
+        actor=viewer.actor,
+        action="server.host_key_pin",
+        target_type="server",
+        target_id=server.id,
+        details={"fingerprint": keys[0].fingerprint_sha256, "accepted_new": True},
+    )
+    await db.commit()
+    _export_known_host(settings, server)
+
+
 def target_for(server: Server, cipher: Cipher) -> SSHTarget:
     creds = decrypt(cipher, server)
     if creds is None:
@@ -353,7 +390,12 @@ async def _record_host_key_mismatch(
 
 
 async def run_check(
-    db: AsyncSession, cipher: Cipher, pool: SSHPool, viewer: Viewer, server_id: int
+    db: AsyncSession,
+    settings: Settings,
+    cipher: Cipher,
+    pool: SSHPool,
+    viewer: Viewer,
+    server_id: int,
 ) -> TestResult:
     """Reachability, host key, authentication, then `docker version`, naming the step that fails."""
     from deploymate.runtime.ssh import probe_tcp
@@ -367,6 +409,7 @@ async def run_check(
         steps.append(
             CheckStep(step="reachability", ok=True, detail=f"{server.host}:{server.port} answers")
         )
+        await ensure_pinned(db, settings, viewer, server)
         target = target_for(server, cipher)
         pool.discard(target.key)  # a check always makes a fresh connection
         executor = pool.executor(target)

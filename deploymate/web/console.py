@@ -114,8 +114,7 @@ async def login_submit(
 
 @router.post("/logout")
 async def logout(principal: CurrentPrincipal, db: DbDep, settings: SettingsDep) -> Response:
-    if principal.session_secret:
-        await auth_service.logout(db, actor=principal.actor, secret=principal.session_secret)
+    await auth_service.logout(db, actor=principal.actor, secret=principal.session_secret)
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(response, settings)
     return response
@@ -162,11 +161,10 @@ async def change_password_submit(
         return render(
             request, "change_password.html", {"error": error}, principal=principal, status=422
         )
-    new = await auth_service.login(
+    new = await auth_service.issue_session(
         db,
         settings,
-        username=principal.user.username,
-        password=new_password,
+        principal.user,
         client_address=client_address(request),
         user_agent=request.headers.get("user-agent"),
     )

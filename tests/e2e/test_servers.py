@@ -300,6 +300,11 @@ def test_key_rotation_keeps_every_record_readable(tmp_path: Path, lab_host: LabH
         servers = client.get("/api/servers").json()
         assert all(s["has_private_key"] for s in servers)
         assert client.post(f"/api/servers/{servers[0]['id']}/test").json()["ok"] is True
+    refused = _cli(["serve", "--port", "1"], {**env, "DEPLOYMATE_SERVER_CREDENTIALS_KEY": old})
+    assert (
+        refused.returncode == 2
+        and "cannot decrypt the credentials of 3 server(s)" in refused.stderr
+    )
     inventory = _cli(["inventory"], only_new)
     assert inventory.returncode == 0 and "r0" in inventory.stdout and "ok " in inventory.stdout
 
@@ -389,6 +394,9 @@ def test_hostile_input_is_refused_before_any_connection(
         ("host", f"{lab_host.address};touch {canary}"),
         ("host", "$(touch /tmp/x)"),
         ("host", "a b"),
+        ("host", "fe80::1%$(id);id`x`|y&&z"),
+        ("host", "fe80::1%a\ngithub.com"),
+        ("host", "a\n.example.com"),
         ("port", 0),
         ("port", 65536),
         ("port", "22 -o x"),

@@ -1,0 +1,97 @@
+"""Deployments, their releases (full configuration snapshots), activity and templates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from deploymate.db import Base, UTCDateTime, utcnow
+
+
+class Deployment(Base):
+    """The desired configuration of one container service; `current_release_id` is what serves."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), index=True)
+    server_id: Mapped[int | None] = mapped_column(
+        ForeignKey("servers.id"), default=None, index=True
+    )
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    image: Mapped[str] = mapped_column(String(512))
+    internal_port: Mapped[int]
+    external_port: Mapped[int]
+    env: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secret_env: Mapped[str | None] = mapped_column(
+        Text, default=None
+    )  # Fernet token of a JSON object
+    command: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # {"argv": [...]}
+    restart_policy: Mapped[str] = mapped_column(String(32), default="unless-stopped")
+    health_check: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    memory_limit: Mapped[str | None] = mapped_column(String(16), default=None)
+    cpu_limit: Mapped[float | None] = mapped_column(default=None)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="deploying")
+    status_message: Mapped[str | None] = mapped_column(Text, default=None)
+    current_release_id: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Release(Base):
+    """One deploy: the image pinned by ID and every setting that ran, so rollback restores all."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    number: Mapped[int]
+    reason: Mapped[str] = mapped_column(String(16))  # create | redeploy | rollback
+    image: Mapped[str] = mapped_column(String(512))
+    image_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    repo_digest: Mapped[str | None] = mapped_column(String(600), default=None)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    container_name: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    rollback_of: Mapped[int | None] = mapped_column(default=None)
+    log: Mapped[dict[str, Any]] = mapped_column(
+        default=dict
+    )  # {"lines": [...]}: steps, container logs
+
+
+class DeploymentEvent(Base):
+    """Activity: every action and state change of a deployment, with its actor."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(64), default=None)
+    action: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[int | None] = mapped_column(default=None)
+
+
+class DeploymentTemplate(Base):
+    """Saved settings to create deployments from; secret values are never part of a template."""
+
+    __tablename__ = "deployment_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

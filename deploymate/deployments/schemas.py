@@ -1,0 +1,249 @@
+"""Deployment requests and responses; every field that reaches Docker is validated here."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+# Docker's reference grammar: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::\d{{1,5}})?/)?"
+_TAG = r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+_DIGEST = r"(?:@sha256:[a-f0-9]{64})?"
+IMAGE_RE = re.compile(rf"{_DOMAIN}{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LABEL_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
+
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+]
+Image = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+
+
+def validate_image(value: str) -> str:
+    if not IMAGE_RE.fullmatch(value):
+        raise ValueError(
+            "must be an image reference like registry.example.com/team/app:1.2 "
+            "(lower-case name, optional tag and digest; no spaces or options)"
+        )
+    return value
+
+
+def validate_env(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 200:
+        raise ValueError("at most 200 variables")
+    for name, val in value.items():
+        if not ENV_NAME_RE.fullmatch(name) or len(name) > 128:
+            raise ValueError(
+                f"invalid variable name {name[:40]!r}: letters, digits and _, "
+                "not starting with a digit"
+            )
+        if any(c in val for c in "\n\r\x00"):
+            raise ValueError(f"value of {name} must not contain a newline or NUL byte")
+        if len(val) > 32_768:
+            raise ValueError(f"value of {name} is longer than 32768 characters")
+    return value
+
+
+class HealthCheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["http", "tcp"] = "http"
+    path: Annotated[str, StringConstraints(max_length=512)] = "/"
+    expected_status: Annotated[int, Field(ge=100, le=599)] = 200
+    interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0
+    timeout: Annotated[float, Field(ge=0.2, le=60)] = 2.0
+    retries: Annotated[int, Field(ge=1, le=300)] = 30
+    start_period: Annotated[float, Field(ge=0, le=600)] = 0.0
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not HEALTH_PATH_RE.fullmatch(value):
+            raise ValueError(
+                "must start with / and contain no spaces, quotes or control characters"
+            )
+        return value
+
+
+class Settings(BaseModel):
+    """The deployable settings shared by create, update and templates."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Image
+    internal_port: Port
+    external_port: Port | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, str] = Field(default_factory=dict)
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None, max_length=64
+    )
+    restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    health_check: HealthCheckIn = Field(default_factory=HealthCheckIn)
+    memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] | None = None
+    cpu_limit: Annotated[float, Field(ge=0.01, le=64)] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        return validate_image(v)
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        return validate_env(v)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any("\x00" in part for part in v):
+            raise ValueError("must not contain NUL bytes")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, val in v.items():
+            if not LABEL_KEY_RE.fullmatch(key) or key.startswith("deploymate") or len(val) > 256:
+                raise ValueError(f"invalid label {key[:40]!r} (lower-case key, not deploymate.*)")
+        return v
+
+
+class DeploymentCreate(Settings):
+    name: Name
+    server_id: int | None = None
+    template_id: int | None = None
+    image: Image | None = None  # type: ignore[assignment]
+    internal_port: Port | None = None  # type: ignore[assignment]
+
+
+class DeploymentUpdate(BaseModel):
+    """Changing any of these makes a new release and deploys it."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: Image | None = None
+    internal_port: Port | None = None
+    external_port: Port | None = None
+    env: dict[str, str] | None = None
+    secret_env: dict[str, str] | None = None  # merged: keys given replace, others stay
+    secret_env_remove: list[str] = Field(default_factory=list)
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = None
+    restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] | None = None
+    health_check: HealthCheckIn | None = None
+    memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] | None = None
+    cpu_limit: Annotated[float, Field(ge=0.01, le=64)] | None = None
+    labels: dict[str, str] | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        return None if v is None else validate_image(v)
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _env(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return None if v is None else validate_env(v)
+
+
+class RedeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: Image | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        return None if v is None else validate_image(v)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    release_id: int | None = None
+
+
+class TemplateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class ReleaseBrief(BaseModel):
+    id: int
+    number: int
+    image: str
+    image_id: str | None
+    status: str
+
+
+class ReleaseOut(ReleaseBrief):
+    reason: str
+    repo_digest: str | None
+    config: dict[str, Any]
+    container_name: str | None
+    created_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    rollback_of: int | None
+    log: list[str]
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    name: str
+    server_id: int | None
+    server_name: str | None
+    target: str
+    owner_id: int | None
+    image: str
+    internal_port: int
+    external_port: int
+    env: dict[str, Any]
+    secret_env_keys: list[str]
+    command: list[str] | None
+    restart_policy: str
+    health_check: dict[str, Any]
+    memory_limit: str | None
+    cpu_limit: float | None
+    labels: dict[str, Any]
+    status: str
+    status_message: str | None
+    current_release: ReleaseBrief | None
+    active_job_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+class JobAccepted(BaseModel):
+    job_id: int
+
+
+class DeploymentCreated(DeploymentOut):
+    job_id: int
+
+
+class ActivityOut(BaseModel):
+    id: int
+    created_at: datetime
+    actor: str | None
+    action: str
+    message: str
+    job_id: int | None
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    deployment_id: int | None
+    release_id: int | None
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    log: list[dict[str, Any]]

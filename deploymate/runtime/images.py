@@ -1,0 +1,98 @@
+"""Getting an image onto a target: reuse, pull from a registry, or stream it over SSH."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from deploymate.runtime import docker
+from deploymate.runtime.errors import RuntimeFailure
+from deploymate.runtime.executor import Executor, LocalExecutor
+
+Log = Callable[[str], Awaitable[None]]
+CHUNK = 256 * 1024
+
+
+async def inspect(executor: Executor, ref: str) -> docker.ImageInfo | None:
+    result = await executor.run(docker.image_inspect(ref))
+    return docker.parse_image(result.stdout) if result.ok else None
+
+
+async def _local_save(ref: str) -> AsyncIterator[bytes]:
+    """`docker save` on the control host, as a byte stream (never held in memory whole)."""
+    proc = await asyncio.create_subprocess_exec(
+        *docker.save(ref).argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        while chunk := await proc.stdout.read(CHUNK):
+            yield chunk
+        status = await proc.wait()
+        if status != 0:
+            err = (await proc.stderr.read()).decode(errors="replace").strip()
+            raise RuntimeFailure(f"docker save {ref} failed: {err}", step="image")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _stream(target: Executor, ref: str, log: Log) -> None:
+    await log(f"streaming {ref} from the control host (docker save | docker load)")
+    result = await target.run(docker.load(), source=_local_save(ref))
+    await log(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "image loaded")
+
+
+async def ensure(
+    target: Executor, ref: str, *, pinned_id: str | None, control: LocalExecutor | None, log: Log
+) -> docker.ImageInfo:
+    """Make sure the target has the image and return it, by pinned ID when one is given.
+
+    Pinned (rollback): the exact ID from the target, else streamed from the control host.
+    A registry reference: what the target has, else `docker pull` on the target.
+    Otherwise: the control host's image, streamed unless the target already has that ID.
+    """
+    if pinned_id:
+        found = await inspect(target, pinned_id)
+        if found is None and control is not None and await inspect(control, pinned_id):
+            await _stream(target, pinned_id, log)
+            found = await inspect(target, pinned_id)
+        if found is None:
+            raise RuntimeFailure(
+                f"image {pinned_id} is on neither the target nor the control host "
+                "(pruned?); it cannot be restored",
+                step="image",
+                code="image_missing",
+            )
+        await log(f"image {pinned_id[:19]} is on the target")
+        return found
+    if docker.names_registry(ref):
+        found = await inspect(target, ref)
+        if found is None:
+            await log(f"pulling {ref} on the target")
+            await target.run(docker.pull(ref), on_line=log)
+            found = await inspect(target, ref)
+        if found is None:
+            raise RuntimeFailure(f"image {ref} is not on the target after pull", step="image")
+        return found
+    local = await inspect(control, ref) if control is not None else None
+    if local is None:
+        found = await inspect(target, ref)
+        if found is None:
+            raise RuntimeFailure(
+                f"image {ref} is on neither the control host nor the target, and it names no "
+                "registry to pull from",
+                step="image",
+                code="image_missing",
+            )
+        return found
+    found = await inspect(target, local.id)
+    if found is None:
+        await _stream(target, ref, log)
+        found = await inspect(target, local.id)
+        if found is None:
+            raise RuntimeFailure(f"image {ref} did not arrive on the target", step="image")
+    else:
+        await log(f"target already has {ref} ({local.id[:19]}); transfer skipped")
+        await target.run(docker.tag(local.id, ref))
+    return found
