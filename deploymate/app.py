@@ -15,12 +15,18 @@ from deploymate.admin.routes import router as admin_router
 from deploymate.auth.routes import router as auth_router
 from deploymate.bootstrap import prepare_database
 from deploymate.config import Settings
+from deploymate.deployments import jobs as deployment_jobs
+from deploymate.deployments.routes import router as deployments_router
+from deploymate.deployments.routes import templates_router
 from deploymate.health import router as health_router
 from deploymate.http import EdgeMiddleware, install_error_handlers
+from deploymate.jobs.routes import router as jobs_router
+from deploymate.jobs.worker import Worker
 from deploymate.runtime.ssh import SSHPool
 from deploymate.servers.credentials import cipher_from_settings
 from deploymate.servers.pages import router as servers_pages
 from deploymate.servers.routes import router as servers_router
+from deploymate.services import Services
 from deploymate.web.console import router as console_router
 from deploymate.web.render import STATIC_DIR, make_templates
 
@@ -45,10 +51,24 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         app.state.sessions = db.session_factory(engine)
         app.state.cipher = cipher_from_settings(settings)
         app.state.ssh_pool = pool = SSHPool()
+        services = Services(
+            settings=settings, sessions=app.state.sessions, cipher=app.state.cipher, pool=pool
+        )
+        app.state.services = services
+        worker = Worker(
+            app.state.sessions,
+            services,
+            deployment_jobs.HANDLERS,
+            recover=deployment_jobs.reconcile,
+            single_process=settings.resolved_database_url.startswith("sqlite"),
+        )
+        services.wake_worker.append(worker.wake)
         reaper = asyncio.create_task(_close_idle_connections(pool))
+        await worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             reaper.cancel()
             await pool.close_all()
             await engine.dispose()
@@ -70,6 +90,9 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         auth_router,
         admin_router,
         servers_router,
+        deployments_router,
+        templates_router,
+        jobs_router,
         console_router,
         servers_pages,
     ):

@@ -2,6 +2,21 @@
 
 from deploymate.audit.models import AuditEvent
 from deploymate.auth.models import ApiToken, AuthSession, User
+from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
+from deploymate.jobs.models import DeployLock, Job, JobEvent
 from deploymate.servers.models import Server
 
-__all__ = ["ApiToken", "AuditEvent", "AuthSession", "Server", "User"]
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "AuthSession",
+    "DeployLock",
+    "Deployment",
+    "DeploymentEvent",
+    "DeploymentTemplate",
+    "Job",
+    "JobEvent",
+    "Release",
+    "Server",
+    "User",
+]

@@ -25,6 +25,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.member.value)
     is_active: Mapped[bool] = mapped_column(default=True)
     must_change_password: Mapped[bool] = mapped_column(default=False)
+    # Granted by an admin: members deploy to their own servers only, unless this is set.
+    can_deploy_local: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deploymate.db import Base, UTCDateTime, utcnow
@@ -31,7 +31,7 @@ class Deployment(Base):
     secret_env: Mapped[str | None] = mapped_column(
         Text, default=None
     )  # Fernet token of a JSON object
-    command: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # {"argv": [...]}
+    command: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     restart_policy: Mapped[str] = mapped_column(String(32), default="unless-stopped")
     health_check: Mapped[dict[str, Any]] = mapped_column(default=dict)
     memory_limit: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,7 @@ class Worker:
         self,
         sessions: async_sessionmaker[AsyncSession],
         services: Any,
-        handlers: dict[str, Handler],
+        handlers: Mapping[str, Handler],
         recover: Recover | None = None,
         *,
         single_process: bool = True,

@@ -1,0 +1,304 @@
+"""Job handlers for deployments (deploy, stop, start, restart, delete) and reconciliation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploymate.db import utcnow
+from deploymate.deployments import engine
+from deploymate.deployments.models import Deployment, DeploymentEvent, Release
+from deploymate.deployments.service import secret_env
+from deploymate.jobs.models import Job
+from deploymate.jobs.worker import JobContext, JobFailed
+from deploymate.runtime import docker
+from deploymate.runtime.errors import RuntimeFailure
+from deploymate.runtime.executor import Executor
+from deploymate.runtime.health import HealthCheck
+from deploymate.servers.models import Server
+from deploymate.services import Services
+
+log = logging.getLogger("deploymate.deployments")
+
+
+async def _load(
+    db: AsyncSession, services: Services, job: Job
+) -> tuple[Deployment, Release | None, Executor]:
+    dep = await db.get(Deployment, job.deployment_id)
+    if dep is None:
+        raise JobFailed(f"deployment {job.deployment_id} is gone")
+    release = await db.get(Release, job.release_id) if job.release_id else None
+    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    return dep, release, services.executor_for(server)
+
+
+def _event(db: AsyncSession, dep: Deployment, job: Job, action: str, message: str) -> None:
+    db.add(
+        DeploymentEvent(
+            deployment_id=dep.id,
+            actor=job.created_by,
+            action=action,
+            message=message,
+            job_id=job.id,
+        )
+    )
+
+
+def plan_for(services: Services, dep: Deployment, release: Release, image_id: str) -> engine.Plan:
+    config: dict[str, Any] = release.config
+    env = {**config.get("env", {}), **secret_env(services, config)}
+    return engine.Plan(
+        deployment_id=dep.id,
+        release_id=release.id,
+        container_name=release.container_name or f"dm-{dep.name}-r{release.number}",
+        image_id=image_id,
+        env=env,
+        internal_port=config["internal_port"],
+        external_port=config["external_port"],
+        command=config.get("command"),
+        restart_policy=config.get("restart_policy", "unless-stopped"),
+        memory=config.get("memory_limit"),
+        cpus=config.get("cpu_limit"),
+        labels=config.get("labels", {}),
+        health=HealthCheck(**config.get("health_check", {})),
+    )
+
+
+async def deploy(ctx: JobContext) -> None:
+    services: Services = ctx.services
+    lines: list[str] = []
+
+    async def step(message: str) -> None:
+        lines.append(message)
+        await ctx.log(message)
+
+    async with ctx.sessions() as db:
+        dep, release, executor = await _load(db, services, ctx.job)
+        assert release is not None
+        previous = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
+        release.status = "running"
+        dep.status = "deploying"
+        _event(
+            db,
+            dep,
+            ctx.job,
+            "deploy_started",
+            f"release {release.number} ({release.reason}) started",
+        )
+        await db.commit()
+        ref, pinned = release.image, release.image_id
+        target = f"server {dep.server_id}" if dep.server_id else "the control host"
+    await step(f"release {release.number}: {release.reason} of {ref} on {target}")
+    outcome: engine.Outcome | None = None
+    try:
+        info = await _images_ensure(services, executor, ref, pinned, step)
+        async with ctx.sessions() as db:
+            rel = await db.get(Release, release.id)
+            assert rel is not None
+            rel.image_id = info.id
+            rel.repo_digest = info.repo_digests[0] if info.repo_digests else None
+            await db.commit()
+            dep_now = await db.get(Deployment, dep.id)
+            assert dep_now is not None
+            plan = plan_for(services, dep_now, rel, info.id)
+        await step(f"image {ref} is {info.id[:19]}")
+        outcome = await engine.deploy(
+            executor, plan, previous.container_name if previous else None, step
+        )
+    except RuntimeFailure as exc:
+        await step(f"failed at {exc.step}: {exc.detail}")
+        outcome = engine.Outcome(False, exc.detail)
+    await _record(ctx, dep.id, release.id, previous.id if previous else None, outcome, lines)
+    if not outcome.ok:
+        raise JobFailed(
+            f"release {release.number} failed: {outcome.detail}"
+            + ("; the previous release keeps serving" if previous else "")
+        )
+
+
+async def _images_ensure(
+    services: Services, executor: Executor, ref: str, pinned: str | None, step: Any
+) -> docker.ImageInfo:
+    from deploymate.runtime import images
+
+    return await images.ensure(
+        executor,
+        ref,
+        pinned_id=pinned,
+        control=services.control_docker() if executor is not services.local else None,
+        log=step,
+    )
+
+
+async def _record(
+    ctx: JobContext,
+    deployment_id: int,
+    release_id: int,
+    previous_id: int | None,
+    outcome: engine.Outcome,
+    lines: list[str],
+) -> None:
+    async with ctx.sessions() as db:
+        dep = await db.get(Deployment, deployment_id)
+        rel = await db.get(Release, release_id)
+        assert dep is not None and rel is not None
+        rel.log = {
+            "lines": lines[-500:],
+            **({"gap_seconds": outcome.gap_seconds} if outcome.gap_seconds is not None else {}),
+        }
+        rel.finished_at = utcnow()
+        if outcome.ok:
+            rel.status = "succeeded"
+            if rel.rollback_of and previous_id:
+                previous = await db.get(Release, previous_id)
+                if previous is not None:
+                    previous.status = "rolled_back"
+            dep.current_release_id = rel.id
+            dep.status, dep.status_message = "running", None
+            _event(db, dep, ctx.job, "deploy_succeeded", f"release {rel.number} is serving")
+        else:
+            rel.status = "failed"
+            if previous_id:
+                dep.status = "running"
+                dep.status_message = (
+                    f"release {rel.number} failed; release still serving is the previous one"
+                )
+                if rel.reason != "rollback":
+                    previous = await db.get(Release, previous_id)
+                    prev_config = previous.config if previous else None
+                    if prev_config is not None:
+                        from deploymate.deployments.service import restore
+
+                        restore(dep, prev_config)  # the desired config follows what really serves
+            else:
+                dep.status, dep.status_message = (
+                    "failed",
+                    f"release {rel.number} failed: {outcome.detail}",
+                )
+            _event(
+                db, dep, ctx.job, "deploy_failed", f"release {rel.number} failed: {outcome.detail}"
+            )
+        await db.commit()
+
+
+async def operate(ctx: JobContext) -> None:
+    """stop | start | restart of the serving container."""
+    services: Services = ctx.services
+    kind = ctx.job.kind
+    async with ctx.sessions() as db:
+        dep, release, executor = await _load(db, services, ctx.job)
+        name = release.container_name if release else None
+    if name is None:
+        raise JobFailed("no serving container")
+    command = {"stop": docker.stop, "start": docker.start, "restart": docker.restart}[kind]
+    await ctx.log(f"{kind} {name}")
+    try:
+        await executor.run(command(name))
+    except RuntimeFailure as exc:
+        raise JobFailed(f"{kind} failed: {exc.detail}") from None
+    async with ctx.sessions() as db:
+        dep_now = await db.get(Deployment, dep.id)
+        assert dep_now is not None
+        dep_now.status = "stopped" if kind == "stop" else "running"
+        _event(db, dep_now, ctx.job, kind, f"{name} {kind}{'ped' if kind == 'stop' else 'ed'}")
+        await db.commit()
+
+
+async def delete(ctx: JobContext) -> None:
+    """Remove every container of the deployment; the record and its history stay."""
+    services: Services = ctx.services
+    async with ctx.sessions() as db:
+        dep, _, executor = await _load(db, services, ctx.job)
+    try:
+        for row in await engine.containers_of(executor, dep.id):
+            await ctx.log(f"removing {row['name']}")
+            await executor.run(docker.remove(str(row["name"])))
+    except RuntimeFailure as exc:
+        raise JobFailed(f"delete failed: {exc.detail}") from None
+    async with ctx.sessions() as db:
+        dep_now = await db.get(Deployment, dep.id)
+        assert dep_now is not None
+        dep_now.status, dep_now.deleted_at = "deleted", utcnow()
+        _event(db, dep_now, ctx.job, "deleted", "containers removed; history kept")
+        await db.commit()
+
+
+async def reconcile(services: Services, job: Job) -> None:
+    """After an interrupted job, make the record match what the target really runs."""
+    if job.deployment_id is None:
+        return
+    async with services.sessions() as db:
+        dep = await db.get(Deployment, job.deployment_id)
+        if dep is None:
+            return
+        server = await db.get(Server, dep.server_id) if dep.server_id else None
+        executor = services.executor_for(server)
+        rows = await engine.containers_of(executor, dep.id)
+        by_release: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            labels = row["labels"]
+            if labels.get(docker.LABEL_ROLE) == docker.ROLE_CANDIDATE:
+                await executor.run(docker.remove(str(row["name"])))
+                continue
+            by_release.setdefault(int(labels.get(docker.LABEL_RELEASE, 0)), []).append(row)
+        current = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
+        inflight = (
+            await db.get(Release, job.release_id)
+            if job.release_id and job.kind == "deploy"
+            else None
+        )
+        notes = []
+        if inflight is not None and inflight is not current:
+            if current is not None and current.id in by_release:
+                for row in by_release.pop(inflight.id, []):
+                    await executor.run(docker.remove(str(row["name"])))
+                inflight.status = "failed"
+                notes.append(f"release {inflight.number} interrupted and removed")
+            elif inflight.id in by_release and by_release[inflight.id][0]["state"] == "running":
+                inflight.status = "succeeded"
+                dep.current_release_id = inflight.id
+                current = inflight
+                notes.append(f"release {inflight.number} was already serving; adopted")
+            else:
+                inflight.status = "failed"
+                notes.append(f"release {inflight.number} interrupted")
+            inflight.finished_at = utcnow()
+        if current is not None:
+            mine = by_release.get(current.id, [])
+            if not mine:
+                dep.current_release_id = None
+                dep.status, dep.status_message = (
+                    "failed",
+                    "no container of the serving release on the target",
+                )
+            elif mine[0]["state"] != "running" and job.kind in ("deploy", "start", "restart"):
+                await executor.run(docker.start(str(mine[0]["name"])))
+                dep.status, dep.status_message = "running", None
+                notes.append(f"restarted {mine[0]['name']}")
+            else:
+                dep.status = "running" if mine[0]["state"] == "running" else "stopped"
+                dep.status_message = None
+        else:
+            dep.status = "failed" if dep.status != "deleted" else "deleted"
+        db.add(
+            DeploymentEvent(
+                deployment_id=dep.id,
+                actor="system",
+                action="reconciled",
+                job_id=job.id,
+                message=f"job {job.id} ({job.kind}) was interrupted; "
+                + ("; ".join(notes) or f"status is {dep.status}"),
+            )
+        )
+        await db.commit()
+
+
+HANDLERS = {
+    "deploy": deploy,
+    "stop": operate,
+    "start": operate,
+    "restart": operate,
+    "delete": delete,
+}
