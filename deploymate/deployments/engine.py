@@ -26,6 +26,7 @@ LOG_TAIL = 30
 @dataclass(frozen=True)
 class Plan:
     deployment_id: int
+    deployment_name: str
     release_id: int
     container_name: str
     image_id: str
@@ -48,6 +49,7 @@ class Plan:
         labels = {
             **self.labels,
             docker.LABEL_DEPLOYMENT: str(self.deployment_id),
+            docker.LABEL_NAME: self.deployment_name,
             docker.LABEL_RELEASE: str(self.release_id),
             docker.LABEL_ROLE: role,
         }
@@ -174,6 +176,7 @@ async def deploy(executor: Executor, plan: Plan, previous: str | None, log: Log)
     return Outcome(True, probe.detail)
 
 
-async def containers_of(executor: Executor, deployment_id: int) -> list[dict[str, Any]]:
-    result = await executor.run(docker.list_by_label(docker.LABEL_DEPLOYMENT, str(deployment_id)))
-    return docker.parse_ps(result.stdout)
+async def containers_of(executor: Executor, deployment_id: int, name: str) -> list[dict[str, Any]]:
+    """This deployment's containers, matched by id and name (ids alone repeat across instances)."""
+    labels = {docker.LABEL_DEPLOYMENT: str(deployment_id), docker.LABEL_NAME: name}
+    return docker.parse_ps((await executor.run(docker.list_by_labels(labels))).stdout)

@@ -51,6 +51,7 @@ def plan_for(services: Services, dep: Deployment, release: Release, image_id: st
     env = {**config.get("env", {}), **secret_env(services, config)}
     return engine.Plan(
         deployment_id=dep.id,
+        deployment_name=dep.name,
         release_id=release.id,
         container_name=release.container_name or f"dm-{dep.name}-r{release.number}",
         image_id=image_id,
@@ -212,7 +213,7 @@ async def delete(ctx: JobContext) -> None:
     async with ctx.sessions() as db:
         dep, _, executor = await _load(db, services, ctx.job)
     try:
-        for row in await engine.containers_of(executor, dep.id):
+        for row in await engine.containers_of(executor, dep.id, dep.name):
             await ctx.log(f"removing {row['name']}")
             await executor.run(docker.remove(str(row["name"])))
     except RuntimeFailure as exc:
@@ -235,7 +236,7 @@ async def reconcile(services: Services, job: Job) -> None:
             return
         server = await db.get(Server, dep.server_id) if dep.server_id else None
         executor = services.executor_for(server)
-        rows = await engine.containers_of(executor, dep.id)
+        rows = await engine.containers_of(executor, dep.id, dep.name)
         by_release: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             labels = row["labels"]

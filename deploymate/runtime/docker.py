@@ -11,6 +11,7 @@ from deploymate.runtime.executor import Command
 
 LABEL_PREFIX = "deploymate"
 LABEL_DEPLOYMENT = f"{LABEL_PREFIX}.deployment"
+LABEL_NAME = f"{LABEL_PREFIX}.name"
 LABEL_RELEASE = f"{LABEL_PREFIX}.release"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"  # candidate (being verified) | serving (holds the port)
 ROLE_CANDIDATE = "candidate"
@@ -100,17 +101,11 @@ def inspect(name: str) -> Command:
     )
 
 
-def list_by_label(key: str, value: str) -> Command:
+def list_by_labels(labels: Mapping[str, str]) -> Command:
+    """Containers carrying every one of these labels (docker ANDs label filters)."""
+    filters = [arg for k, v in sorted(labels.items()) for arg in ("--filter", f"label={k}={v}")]
     return Command.of(
-        "docker",
-        "ps",
-        "--all",
-        "--no-trunc",
-        "--filter",
-        f"label={key}={value}",
-        "--format",
-        "{{json .}}",
-        timeout=30,
+        "docker", "ps", "--all", "--no-trunc", *filters, "--format", "{{json .}}", timeout=30
     )
 
 

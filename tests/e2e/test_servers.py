@@ -339,6 +339,27 @@ def test_known_hosts_prepare_writes_a_file_ssh_accepts(tmp_path: Path, lab_host:
     assert bad.returncode == 2 and "host" in bad.stderr
 
 
+def _member_headers(client: TestClient, name: str) -> dict[str, str]:
+    """A member with a changed password and an API token; returns the bearer header."""
+    create_user(client, client.headers["X-CSRF-Token"], name, password=f"{name}-first-pass-123")
+    with TestClient(client.app) as member:
+        csrf = login(member, name, f"{name}-first-pass-123")
+        res = member.post(
+            "/api/auth/change-password",
+            headers={"X-CSRF-Token": csrf},
+            json={
+                "current_password": f"{name}-first-pass-123",
+                "new_password": f"{name}-second-pass-456",
+            },
+        )
+        token = member.post(
+            "/api/auth/tokens",
+            json={"name": "t"},
+            headers={"X-CSRF-Token": res.json()["csrf_token"]},
+        ).json()["token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_members_see_only_their_own_servers(e2e_client: TestClient, lab_host: LabHost) -> None:
     admin_server = e2e_client.post("/api/servers", json=key_server(lab_host, "admins")).json()
     members = {}

@@ -16,7 +16,9 @@ def wait_job(client: TestClient, job_id: int, timeout: float = 120) -> dict[str,
         if job["status"] in ("succeeded", "failed", "interrupted"):
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish in {timeout}s: {client.get(f'/api/jobs/{job_id}').json()}")
+    raise AssertionError(
+        f"job {job_id} did not finish in {timeout}s: {client.get(f'/api/jobs/{job_id}').json()}"
+    )
 
 
 def job_text(job: dict[str, Any]) -> str:
@@ -33,5 +35,11 @@ def fetch(address: str, port: int, path: str = "/version", timeout: float = 2.0)
 
 def fast_health(**overrides: Any) -> dict[str, Any]:
     """A health check tuned for test images that start in well under a second."""
-    return {"type": "http", "path": "/version", "interval": 0.3, "timeout": 1.0, "retries": 10,
-            **overrides}
+    return {
+        "type": "http",
+        "path": "/version",
+        "interval": 0.3,
+        "timeout": 1.0,
+        "retries": 10,
+        **overrides,
+    }

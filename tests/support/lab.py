@@ -553,14 +553,26 @@ def _machine_lock() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+CONTROL_DOCKER_NET = (
+    "--bip",
+    "198.19.254.1/24",
+    "--default-address-pool",
+    "base=198.19.240.0/21,size=24",
+)
+
+
 def ensure_control_dockerd(timeout: float = 60) -> None:
-    """Start the control host's own dockerd (defaults) when none answers; it stays running."""
+    """Start the control host's own dockerd when none answers; it stays running.
+
+    Its bridge and address pool are in 198.19.0.0/16 (benchmarking range) so that health checks
+    to local containers never send traffic to a private-range address.
+    """
     if _docker_ping(CONTROL_DOCKER_SOCK):
         return
     with _machine_lock():
         if _docker_ping(CONTROL_DOCKER_SOCK):
             return
-        proc = _spawn(["dockerd"], CONTROL_DOCKER_LOG)
+        proc = _spawn(["dockerd", *CONTROL_DOCKER_NET], CONTROL_DOCKER_LOG)
         ready = functools.partial(_docker_ping, CONTROL_DOCKER_SOCK)
         _wait(ready, "control dockerd", timeout, proc, CONTROL_DOCKER_LOG)
 
