@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.db import utcnow
 from deploymate.deployments import engine
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
-from deploymate.deployments.service import secret_env
+from deploymate.deployments.service import restore, secret_env
 from deploymate.jobs.models import Job
 from deploymate.jobs.worker import JobContext, JobFailed
 from deploymate.runtime import docker
@@ -170,8 +170,6 @@ async def _record(
                     previous = await db.get(Release, previous_id)
                     prev_config = previous.config if previous else None
                     if prev_config is not None:
-                        from deploymate.deployments.service import restore
-
                         restore(dep, prev_config)  # the desired config follows what really serves
             else:
                 dep.status, dep.status_message = (
@@ -256,6 +254,7 @@ async def reconcile(services: Services, job: Job) -> None:
                 for row in by_release.pop(inflight.id, []):
                     await executor.run(docker.remove(str(row["name"])))
                 inflight.status = "failed"
+                restore(dep, current.config)  # the desired config follows what really serves
                 notes.append(f"release {inflight.number} interrupted and removed")
             elif inflight.id in by_release and by_release[inflight.id][0]["state"] == "running":
                 inflight.status = "succeeded"

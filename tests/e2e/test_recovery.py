@@ -1,0 +1,100 @@
+"""The control host dies mid-deploy: the job is marked interrupted and the state reconciled."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.e2e.conftest import key_server
+from tests.support import server as dm_server
+from tests.support.deploy import fast_health, fetch
+from tests.support.lab import LabHost
+
+
+def _session(url: str) -> httpx.Client:
+    http = httpx.Client(base_url=url, timeout=30)
+    csrf = http.post(
+        "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    ).json()
+    http.headers["X-CSRF-Token"] = csrf["csrf_token"]
+    return http
+
+
+def _wait(http: httpx.Client, job_id: int, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = http.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "interrupted"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running")
+
+
+def _names(host: LabHost) -> list[str]:
+    return host.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def test_kill_mid_deploy_then_restart_reconciles(
+    tmp_path: Path, lab_host: LabHost, test_images: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    first = dm_server.start(data, ADMIN_PASSWORD)
+    try:
+        http = _session(first.url)
+        sid = http.post("/api/servers", json=key_server(lab_host, "box")).json()["id"]
+        dep = http.post(
+            "/api/deployments",
+            json={
+                "name": "phoenix",
+                "server_id": sid,
+                "image": "dm-test/web:v1",
+                "internal_port": 80,
+                "health_check": fast_health(),
+            },
+        ).json()
+        assert _wait(http, dep["job_id"])["status"] == "succeeded"
+        port = dep["external_port"]
+        slow = fast_health(start_period=30)  # the candidate waits here when the process dies
+        job_id = http.patch(
+            f"/api/deployments/{dep['id']}", json={"image": "dm-test/web:v2", "health_check": slow}
+        ).json()["job_id"]
+        deadline = time.monotonic() + 30
+        while "dm-phoenix-r2-candidate" not in _names(lab_host) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "dm-phoenix-r2-candidate" in _names(lab_host)
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    finally:
+        first.stop()
+    assert fetch(lab_host.address, port) == "v1"  # the old release never stopped serving
+
+    second = dm_server.start(data, ADMIN_PASSWORD)
+    try:
+        http = _session(second.url)
+        job = http.get(f"/api/jobs/{job_id}").json()
+        assert job["status"] == "interrupted", job
+        state = http.get(f"/api/deployments/{dep['id']}").json()
+        assert state["status"] == "running" and state["current_release"]["number"] == 1
+        assert state["active_job_id"] is None
+        releases = http.get(f"/api/deployments/{dep['id']}/releases").json()
+        assert releases[0]["number"] == 2 and releases[0]["status"] == "failed"
+        names = [n for n in _names(lab_host) if n.startswith("dm-phoenix-")]
+        assert names == ["dm-phoenix-r1"]  # no release claims a container that is not there
+        activity = http.get(f"/api/deployments/{dep['id']}/activity").json()
+        assert activity[0]["action"] == "reconciled" and activity[0]["actor"] == "system"
+        assert fetch(lab_host.address, port) == "v1"
+        # the lock went with the dead job: the next deploy runs without manual cleanup
+        again = http.post(
+            f"/api/deployments/{dep['id']}/redeploy", json={"image": "dm-test/web:v2"}
+        )
+        assert again.status_code == 202, again.text
+        assert _wait(http, again.json()["job_id"])["status"] == "succeeded"
+        assert fetch(lab_host.address, port) == "v2"
+        http.delete(f"/api/deployments/{dep['id']}")
+    finally:
+        second.stop()
