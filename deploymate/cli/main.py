@@ -14,6 +14,7 @@ from deploymate import __version__, db
 from deploymate.auth import service as auth_service
 from deploymate.auth.models import Role
 from deploymate.cli import api_client, config_file
+from deploymate.cli import deployments as deployments_cli
 from deploymate.cli import servers as servers_cli
 from deploymate.cli.common import CLI_ACTOR, EnvFile, load_checked_settings
 from deploymate.errors import ConfigurationError, DeployMateError
@@ -32,6 +33,11 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(servers_cli.credentials_app, name="credentials")
 app.add_typer(servers_cli.known_hosts_app, name="known-hosts")
 app.command("inventory")(servers_cli.inventory)
+app.add_typer(deployments_cli.deployments_app, name="deployments")
+app.command("deploy")(deployments_cli.deploy)
+app.command("rollback")(deployments_cli.rollback)
+app.command("logs")(deployments_cli.logs)
+app.command("status")(deployments_cli.status)
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
