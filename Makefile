@@ -3,7 +3,7 @@ VENV ?= .venv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest bench clean
 
 run:  ## install into .venv and run DeployMate on the embedded SQLite default
 	bash scripts/ensure-venv.sh
@@ -23,6 +23,9 @@ typecheck:
 
 pytest:
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench:  ## (root) DeployMate redeploy vs bare docker swap on a lab host; prints medians and ratio
+	$(VENV)/bin/python -m benchmarks.deploy_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
