@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -97,6 +98,25 @@ def test_deploy_status_rollback_logs_from_the_cli(
     listed = _cli(["deployments", "list"], cfg)
     assert "cliweb" in listed.stdout and "r4" in listed.stdout
     logs = _cli(["logs", "cliweb", "--tail", "5"], cfg)
-    assert logs.returncode == 0
+    assert logs.returncode == 0 and "dm-test web v1 starting" in logs.stdout
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "deploymate.cli", "logs", "cliweb", "-f", "--tail", "1"],
+        env={**os.environ, "DEPLOYMATE_CLI_CONFIG": str(cfg)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        fetch(lab_host.address, port, "/index.html")  # a request after the follow started
+        seen = ""
+        deadline = time.monotonic() + 20
+        while (
+            "/index.html" not in seen and "response:200" not in seen and time.monotonic() < deadline
+        ):
+            fetch(lab_host.address, port, "/index.html")
+            seen += follower.stdout.readline()
+        assert "response:200" in seen, seen
+    finally:
+        follower.kill()
     missing = _cli(["status", "nope"], cfg)
     assert missing.returncode == 1 and "no deployment named nope" in missing.stderr

@@ -216,6 +216,7 @@ def test_stop_start_restart_and_delete(
     assert diag["image_id"] == test_images["dm-test/web:v1"]
     logs = e2e_client.get(f"/api/deployments/{did}/logs?tail=5").json()
     assert logs["container"].startswith("dm-ops-r")
+    assert any("dm-test web v1 starting on port 80" in line for line in logs["lines"]), logs
     actions = [a["action"] for a in e2e_client.get(f"/api/deployments/{did}/activity").json()]
     assert {"deploy", "deploy_succeeded", "stop", "start", "restart"} <= set(actions)
     job = wait_job(e2e_client, e2e_client.delete(f"/api/deployments/{did}").json()["job_id"])

@@ -17,8 +17,10 @@ from pathlib import Path
 BUSYBOX = Path("/bin/busybox")
 
 # PID 1 is a shell that forwards SIGTERM, so `docker stop` returns at once instead of after 10s.
-_SERVE = (
-    "httpd -f -p \"${PORT:-80}\" -h /www & pid=$!\ntrap 'kill $pid; exit 0' TERM INT\nwait $pid\n"
+_SERVE = (  # logs a start line, then one line per request (-v), for log tests
+    'echo "dm-test web $APP_VERSION starting on port ${PORT:-80}"\n'
+    'httpd -f -v -p "${PORT:-80}" -h /www & pid=$!\n'
+    "trap 'kill $pid; exit 0' TERM INT\nwait $pid\n"
 )
 _IDLE = "sleep 2147483647 & pid=$!\ntrap 'kill $pid; exit 0' TERM INT\nwait $pid\n"
 _HTTP500 = (  # busybox httpd turns a CGI "Status:" header into the response status
