@@ -11,17 +11,26 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from deploymate import __version__, db
+from deploymate.admin.member_routes import router as member_router
+from deploymate.admin.pages import router as admin_pages
 from deploymate.admin.routes import router as admin_router
 from deploymate.auth.routes import router as auth_router
+from deploymate.backup.pages import router as backup_pages
+from deploymate.backup.routes import router as backup_router
 from deploymate.bootstrap import prepare_database
 from deploymate.config import Settings
 from deploymate.deployments import jobs as deployment_jobs
+from deploymate.deployments.pages import router as deployments_pages
 from deploymate.deployments.routes import router as deployments_router
 from deploymate.deployments.routes import templates_router
 from deploymate.health import router as health_router
 from deploymate.http import EdgeMiddleware, install_error_handlers
 from deploymate.jobs.routes import router as jobs_router
 from deploymate.jobs.worker import Worker
+from deploymate.notifications import service as notifications
+from deploymate.notifications.pages import router as notifications_pages
+from deploymate.notifications.routes import router as notifications_router
+from deploymate.ops.routes import router as ops_router
 from deploymate.runtime.ssh import SSHPool
 from deploymate.servers.credentials import cipher_from_settings
 from deploymate.servers.pages import router as servers_pages
@@ -68,6 +77,7 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            await notifications.drain(5)  # let in-flight webhook deliveries finish their rows
             await worker.stop()
             reaper.cancel()
             await pool.close_all()
@@ -84,17 +94,27 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
     app.state.settings = settings
     app.state.templates = make_templates()
     install_error_handlers(app)
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_request_bytes)
+    app.add_middleware(
+        EdgeMiddleware, max_body=settings.max_request_bytes, max_upload=settings.max_upload_bytes
+    )
     for router in (
         health_router,
         auth_router,
         admin_router,
+        member_router,
+        ops_router,
         servers_router,
         deployments_router,
         templates_router,
         jobs_router,
         console_router,
         servers_pages,
+        deployments_pages,
+        notifications_router,
+        notifications_pages,
+        backup_router,
+        backup_pages,
+        admin_pages,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_failure_window_minutes: int = Field(default=15, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    # Backup bundles uploaded for a restore dry-run may be larger than ordinary requests.
+    max_upload_bytes: int = Field(default=20 * 1_048_576, ge=1024)
+    notification_webhook: str | None = None
+    # Outgoing webhooks to loopback or private addresses are refused unless this is on;
+    # link-local and cloud-metadata addresses (169.254.0.0/16) are refused always.
+    webhook_allow_private: bool = False
 
     @field_validator("database_url")
     @classmethod

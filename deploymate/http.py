@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,8 +33,9 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-# API paths that take uploads instead of JSON.
+# Paths that take uploads: multipart as well as JSON, and the larger upload size limit.
 MULTIPART_PATHS = ("/api/admin/restore/",)
+UPLOAD_PATHS = ("/api/admin/restore/", "/app/backup")
 
 
 def is_api(request: Request) -> bool:
@@ -72,9 +74,13 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    """Request validation, and models validated inside dependencies or services."""
+    assert isinstance(exc, (RequestValidationError, PydanticValidationError))
     errors = [
-        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+        {
+            "field": _field(e.get("loc", ())),
+            "message": str(e.get("msg", "invalid")).removeprefix("Value error, "),
+        }
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
@@ -103,6 +109,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeployMateError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PydanticValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
 
@@ -110,9 +117,10 @@ def install_error_handlers(app: FastAPI) -> None:
 class EdgeMiddleware:
     """Security headers on every response; body size and content-type limits on requests."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_upload: int) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_upload = max_upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,32 +144,36 @@ class EdgeMiddleware:
             return
 
         received = 0
+        limit = self._limit(scope)
 
         async def limited_receive() -> Message:
             nonlocal received, answered
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body and not answered:
+                if received > limit and not answered:
                     # A chunked body without Content-Length: answer 413 now, end the app's read.
-                    await self._too_large()(scope, receive, send_with_headers)
+                    await self._too_large(limit)(scope, receive, send_with_headers)
                     answered = True
                     return {"type": "http.disconnect"}
             return message
 
         await self.app(scope, limited_receive, send_with_headers)
 
-    def _too_large(self) -> Response:
-        return error_response(
-            413, f"request body exceeds {self.max_body} bytes", "payload_too_large"
-        )
+    def _limit(self, scope: Scope) -> int:
+        """Uploads (backup bundles, to upload paths) may be larger than ordinary requests."""
+        path: str = scope["path"]
+        return self.max_upload if path.startswith(UPLOAD_PATHS) else self.max_body
+
+    @staticmethod
+    def _too_large(limit: int) -> Response:
+        return error_response(413, f"request body exceeds {limit} bytes", "payload_too_large")
 
     def _reject(self, scope: Scope, headers: dict[str, str]) -> Response | None:
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            return error_response(
-                413, f"request body exceeds {self.max_body} bytes", "payload_too_large"
-            )
+        limit = self._limit(scope)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return self._too_large(limit)
         path: str = scope["path"]
         has_body = (length not in (None, "0")) or "transfer-encoding" in headers
         if path.startswith("/api/") and scope["method"] in ("POST", "PUT", "PATCH") and has_body:

@@ -1,9 +1,11 @@
 """Imports every domain's models so Alembic and the app see the whole schema."""
 
+from deploymate.admin.models import SavedView, UpgradeRequest
 from deploymate.audit.models import AuditEvent
 from deploymate.auth.models import ApiToken, AuthSession, User
 from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
 from deploymate.jobs.models import DeployLock, Job, JobEvent
+from deploymate.notifications.models import Notification, Webhook, WebhookDelivery
 from deploymate.servers.models import Server
 
 __all__ = [
@@ -16,7 +18,12 @@ __all__ = [
     "DeploymentTemplate",
     "Job",
     "JobEvent",
+    "Notification",
     "Release",
+    "SavedView",
     "Server",
+    "UpgradeRequest",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

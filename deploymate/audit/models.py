@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deploymate.db import Base, UTCDateTime, utcnow
@@ -24,3 +24,10 @@ class AuditEvent(Base):
     target_id: Mapped[str | None] = mapped_column(String(64), default=None)
     outcome: Mapped[str] = mapped_column(String(16), default="success")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _append_only(mapper: object, connection: object, target: AuditEvent) -> None:
+    """The application never changes or removes an audit row once written."""
+    raise PermissionError(f"audit event {target.id} is append-only")

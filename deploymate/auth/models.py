@@ -27,6 +27,8 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(default=False)
     # Granted by an admin: members deploy to their own servers only, unless this is set.
     can_deploy_local: Mapped[bool] = mapped_column(default=False)
+    # How many servers a member may register; raised by approved upgrade requests.
+    server_limit: Mapped[int] = mapped_column(default=3)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 

@@ -38,6 +38,8 @@ class UserOut(BaseModel):
     role: Role
     is_active: bool
     must_change_password: bool
+    can_deploy_local: bool = False
+    server_limit: int = 3
     created_at: datetime
     last_login_at: datetime | None
 

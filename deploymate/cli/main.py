@@ -14,6 +14,7 @@ from deploymate import __version__, db
 from deploymate.auth import service as auth_service
 from deploymate.auth.models import Role
 from deploymate.cli import api_client, config_file
+from deploymate.cli import backup as backup_cli
 from deploymate.cli import deployments as deployments_cli
 from deploymate.cli import servers as servers_cli
 from deploymate.cli.common import CLI_ACTOR, EnvFile, load_checked_settings
@@ -34,6 +35,7 @@ app.add_typer(servers_cli.credentials_app, name="credentials")
 app.add_typer(servers_cli.known_hosts_app, name="known-hosts")
 app.command("inventory")(servers_cli.inventory)
 app.add_typer(deployments_cli.deployments_app, name="deployments")
+app.add_typer(backup_cli.backup_app, name="backup")
 app.command("deploy")(deployments_cli.deploy)
 app.command("rollback")(deployments_cli.rollback)
 app.command("logs")(deployments_cli.logs)

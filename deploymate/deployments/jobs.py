@@ -180,6 +180,44 @@ async def _record(
                 db, dep, ctx.job, "deploy_failed", f"release {rel.number} failed: {outcome.detail}"
             )
         await db.commit()
+        try:
+            await _notify(ctx, db, dep, rel, previous_id, outcome)
+        except Exception:  # a notification problem never fails or slows the deploy
+            log.exception("notifying the outcome of deployment %s failed", deployment_id)
+
+
+async def _notify(
+    ctx: JobContext,
+    db: AsyncSession,
+    dep: Deployment,
+    rel: Release,
+    previous_id: int | None,
+    outcome: engine.Outcome,
+) -> None:
+    """In-app notifications and webhooks for a deploy's outcome (sent in the background)."""
+    from deploymate.notifications.service import publish
+
+    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    where = f"{dep.name} on {server.name}" if server else dep.name
+    what = f"release {rel.number} ({rel.image})"
+    if outcome.ok:
+        rolled_back = rel.reason == "rollback"
+        event = "deploy.rolled_back" if rolled_back else "deploy.succeeded"
+        text = f"{where}: {'rolled back; ' if rolled_back else ''}{what} is serving"
+    else:
+        previous = await db.get(Release, previous_id) if previous_id else None
+        detail = (outcome.detail or "unknown error")[:500]
+        event = "deploy.failed"
+        text = f"{where}: {what} failed: {detail}" + (
+            f"; release {previous.number} keeps serving" if previous else ""
+        )
+    await publish(
+        ctx.services,
+        event=event,
+        text=text,
+        link=f"/deployments/{dep.id}",
+        user_ids=[dep.owner_id] if dep.owner_id else [],
+    )
 
 
 async def operate(ctx: JobContext) -> None:

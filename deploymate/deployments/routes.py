@@ -5,17 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate import sse
-from deploymate.deployments import engine, service
+from deploymate.deployments import service
 from deploymate.deployments.deps import ServicesDep
-from deploymate.deployments.models import Deployment, Release
 from deploymate.deployments.schemas import (
     ActivityOut,
     DeploymentCreate,
@@ -29,11 +26,8 @@ from deploymate.deployments.schemas import (
     TemplateCreate,
 )
 from deploymate.deps import DbDep, require_admin
-from deploymate.errors import Conflict
 from deploymate.runtime import docker
-from deploymate.runtime.health import HealthCheck, probe
 from deploymate.servers.deps import ViewerDep
-from deploymate.servers.models import Server
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])
 templates_router = APIRouter(prefix="/api/templates", tags=["deployments"])
@@ -163,28 +157,14 @@ async def list_activity(deployment_id: int, db: DbDep, viewer: ViewerDep) -> lis
     ]
 
 
-async def _serving(db: AsyncSession, services: Any, dep: Deployment) -> tuple[Any, str]:
-    release = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
-    if release is None or not release.container_name:
-        raise Conflict(f"{dep.name} has no serving release", code="no_release")
-    server = await db.get(Server, dep.server_id) if dep.server_id else None
-    return services.executor_for(server), release.container_name
-
-
 @router.get("/{deployment_id}/health")
 async def health(
     deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
 ) -> dict[str, Any]:
     """A live check now, the same one the deploy gate uses."""
     dep = await service.get_visible(db, viewer, deployment_id)
-    executor, name = await _serving(db, services, dep)
-    state = await engine.state(executor, name)
-    if state is None or not state.running or not state.ip_address:
-        return {"healthy": False, "detail": f"container {name} is not running", "container": name}
-    result = await probe(
-        executor, state.ip_address, dep.internal_port, HealthCheck(**dep.health_check)
-    )
-    return {"healthy": result.ok, "detail": result.detail, "container": name}
+    executor, name = await service.serving(db, services, dep)
+    return await service.health_now(executor, name, dep)
 
 
 @router.get("/{deployment_id}/diagnostics")
@@ -192,11 +172,8 @@ async def diagnostics(
     deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
 ) -> dict[str, Any]:
     dep = await service.get_visible(db, viewer, deployment_id)
-    executor, name = await _serving(db, services, dep)
-    state = await engine.state(executor, name)
-    if state is None:
-        return {"container": name, "exists": False}
-    return {"container": name, "exists": True, **asdict(state)}
+    executor, name = await service.serving(db, services, dep)
+    return await service.container_facts(executor, name)
 
 
 @router.get("/{deployment_id}/logs", response_model=None)
@@ -210,11 +187,9 @@ async def logs(
     follow: bool = False,
 ) -> dict[str, Any] | StreamingResponse:
     dep = await service.get_visible(db, viewer, deployment_id)
-    executor, name = await _serving(db, services, dep)
+    executor, name = await service.serving(db, services, dep)
     if not follow:
-        result = await executor.run(docker.logs(name, tail))
-        lines = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line]
-        return {"container": name, "lines": lines}
+        return {"container": name, "lines": await service.log_tail(executor, name, tail)}
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
 
     async def on_line(line: str) -> None:

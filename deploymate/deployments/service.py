@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit import service as audit
+from deploymate.deployments import engine
 from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
 from deploymate.deployments.schemas import (
     DeploymentCreate,
@@ -23,7 +25,9 @@ from deploymate.deployments.schemas import (
 from deploymate.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
-from deploymate.runtime import host_facts
+from deploymate.runtime import docker, host_facts
+from deploymate.runtime.executor import Executor
+from deploymate.runtime.health import HealthCheck, probe
 from deploymate.servers import service as servers
 from deploymate.servers.models import Server
 from deploymate.servers.service import Viewer
@@ -344,9 +348,20 @@ async def update(
 
 
 async def _live(db: AsyncSession, viewer: Viewer, deployment_id: int) -> Deployment:
+    """A deployment that may take a new job: not deleted, and its lock free right now.
+
+    The lock is taken for real when the job is queued; checking first means a refused request
+    leaves the deployment's settings untouched."""
     dep = await get_visible(db, viewer, deployment_id)
     if dep.status == "deleted":
         raise Conflict(f"deployment {dep.name} was deleted", code="deleted")
+    lock = await jobs.lock_of(db, dep.id)
+    if lock is not None and lock.expires_at > await jobs.db_now(db):
+        raise Conflict(
+            f"deployment {dep.id} is busy ({lock.holder} holds its lock); try again when "
+            "it finishes",
+            code="deployment_locked",
+        )
     return dep
 
 
@@ -562,3 +577,42 @@ async def to_out(
             )
         )
     return out
+
+
+async def serving(db: AsyncSession, services: Services, dep: Deployment) -> tuple[Executor, str]:
+    """The executor of the deployment's target and the name of its serving container."""
+    release = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
+    if release is None or not release.container_name:
+        raise Conflict(f"{dep.name} has no serving release", code="no_release")
+    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    return services.executor_for(server), release.container_name
+
+
+async def health_now(executor: Executor, name: str, dep: Deployment) -> dict[str, Any]:
+    """The same check the deploy gate uses, run once now against the serving container."""
+    state = await engine.state(executor, name)
+    if state is None or not state.running or not state.ip_address:
+        return {"healthy": False, "detail": f"container {name} is not running", "container": name}
+    result = await probe(
+        executor, state.ip_address, dep.internal_port, HealthCheck(**dep.health_check)
+    )
+    return {"healthy": result.ok, "detail": result.detail, "container": name}
+
+
+async def container_facts(executor: Executor, name: str) -> dict[str, Any]:
+    state = await engine.state(executor, name)
+    return {"container": name, "exists": state is not None, **(asdict(state) if state else {})}
+
+
+async def log_tail(executor: Executor, name: str, tail: int) -> list[str]:
+    result = await executor.run(docker.logs(name, tail))
+    return [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line]
+
+
+async def suggest_ports(
+    db: AsyncSession, services: Services, viewer: Viewer, server_id: int | None
+) -> list[int]:
+    """Free public ports on a target: not listening there, not held by a live deployment."""
+    server = await _target(db, services, viewer, server_id)
+    listening = set(await host_facts.listening_ports(services.executor_for(server)))
+    return host_facts.suggest_ports(listening, await _held_ports(db, server_id, None))

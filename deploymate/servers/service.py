@@ -432,6 +432,9 @@ async def run_check(
     except ValidationFailed as exc:
         steps.append(CheckStep(step="authentication", ok=False, detail=exc.detail))
     failed = next((s for s in steps if not s.ok), None)
+    already_failing = server.last_check_ok is False and server.last_check_message == (
+        failed.detail if failed else None
+    )
     server.last_check_at = utcnow()
     server.last_check_ok = failed is None
     server.last_check_message = failed.detail if failed else f"ok; Docker {version}"
@@ -445,6 +448,18 @@ async def run_check(
         details={"failed_step": failed.step if failed else None},
     )
     await db.commit()
+    if failed is not None and failed.step == "reachability" and not already_failing:
+        from deploymate.notifications.service import publish_from_session
+
+        await publish_from_session(  # never raises; webhooks are sent in the background
+            db,
+            settings,
+            event="server.unreachable",
+            text=f"Server {server.name} ({server.host}:{server.port}) is unreachable: "
+            f"{failed.detail}",
+            link="/app/server-review",
+            user_ids=[server.owner_id] if server.owner_id else [],
+        )
     return TestResult(
         ok=failed is None,
         failed_step=failed.step if failed else None,
@@ -476,7 +491,11 @@ async def held_ports(db: AsyncSession, server_id: int) -> set[int]:
     table = Base.metadata.tables.get("deployments")
     if table is None:
         return set()
-    rows = await db.execute(select(table.c.external_port).where(table.c.server_id == server_id))
+    rows = await db.execute(
+        select(table.c.external_port).where(
+            table.c.server_id == server_id, table.c.status != "deleted"
+        )
+    )
     return {int(p) for (p,) in rows.all() if p is not None}
 
 

@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from deploymate.auth import service as auth_service
 from deploymate.auth import tokens
 from deploymate.auth.cookies import clear_session_cookie, set_session_cookie
+from deploymate.deployments import pages as deployment_pages
+from deploymate.deployments.deps import ServicesDep
 from deploymate.deps import (
     CurrentPrincipal,
     DbDep,
@@ -21,6 +23,7 @@ from deploymate.deps import (
     session_secret,
 )
 from deploymate.errors import DeployMateError
+from deploymate.servers.deps import ViewerDep
 from deploymate.web import overview
 from deploymate.web.render import render
 
@@ -121,8 +124,22 @@ async def logout(principal: CurrentPrincipal, db: DbDep, settings: SettingsDep) 
 
 
 @router.get("/app", response_class=HTMLResponse)
-async def app_overview(request: Request, principal: CurrentPrincipal, db: DbDep) -> Response:
-    context: dict[str, Any] = {"steps": await overview.first_steps(db, principal)}
+async def app_overview(
+    request: Request,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    services: ServicesDep,
+    viewer: ViewerDep,
+) -> Response:
+    context: dict[str, Any] = {
+        "steps": await overview.first_steps(db, principal),
+        "ops": None,
+        "deployment_cards": await deployment_pages.cards(db, services, viewer),
+    }
+    if principal.user.is_admin:
+        from deploymate.ops import service as ops
+
+        context["ops"] = await ops.overview(db)
     return render(request, "overview.html", context, principal=principal)
 
 

@@ -22,9 +22,10 @@ NAVIGATION: list[tuple[str, str, bool]] = [
     ("/app/server-review", "Servers", False),
     ("/app/deployment-workflow", "Deploy", False),
     ("/app/users", "Users", True),
-    ("/app/upgrade-requests", "Upgrade requests", True),
+    ("/app/upgrade-requests", "Upgrade requests", False),
     ("/app/audit", "Audit log", True),
     ("/app/backup", "Backup", True),
+    ("/app/webhooks", "Webhooks", True),
 ]
 
 NOTICES = {"password-changed": "Your password was changed. Other sessions were signed out."}

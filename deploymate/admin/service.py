@@ -1,0 +1,272 @@
+"""Users admin and upgrade requests: the use cases behind /api/admin and the console."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploymate.admin.models import SavedView, UpgradeRequest
+from deploymate.admin.schemas import BulkResult, UpgradeFilters, UserFilters, UserUpdate
+from deploymate.audit import service as audit
+from deploymate.audit.service import Actor
+from deploymate.auth import service as auth_service
+from deploymate.auth.models import ApiToken, Role, User
+from deploymate.db import utcnow
+from deploymate.errors import Conflict, DeployMateError, NotFound, ValidationFailed
+
+MORE_SERVERS_STEP = 5
+
+
+async def list_users(db: AsyncSession, filters: UserFilters) -> list[User]:
+    stmt = select(User).order_by(User.username)
+    if filters.q:
+        stmt = stmt.where(User.username.ilike(f"%{_escape_like(filters.q)}%", escape="\\"))
+    if filters.role:
+        stmt = stmt.where(User.role == filters.role.value)
+    if filters.status:
+        stmt = stmt.where(User.is_active.is_(filters.status == "active"))
+    return list((await db.execute(stmt)).scalars())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def get_user(db: AsyncSession, user_id: int) -> User:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no such user: {user_id}")
+    return user
+
+
+async def _other_active_admins(db: AsyncSession, user: User) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.admin.value, User.is_active.is_(True), User.id != user.id)
+    )
+    return int((await db.execute(stmt)).scalar_one())
+
+
+async def _end_access(db: AsyncSession, user: User) -> None:
+    """A disabled user loses every session and API token at once."""
+    await auth_service.end_all_sessions(db, user.id)
+    await db.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def apply_update(db: AsyncSession, actor: Actor, user: User, change: UserUpdate) -> list[str]:
+    """Apply a change in the caller's transaction; returns the names of the fields changed."""
+    losing_admin = (
+        user.is_admin
+        and user.is_active
+        and ((change.role is not None and change.role != Role.admin) or change.is_active is False)
+    )
+    if losing_admin and await _other_active_admins(db, user) == 0:
+        raise Conflict(
+            "the last active admin can be neither disabled nor demoted", code="last_admin"
+        )
+    changed = []
+    for field, value in change.model_dump(exclude_none=True).items():
+        value = value.value if isinstance(value, Role) else value
+        if getattr(user, field) != value:
+            setattr(user, field, value)
+            changed.append(field)
+    if "is_active" in changed and not user.is_active:
+        await _end_access(db, user)
+    if changed:
+        await audit.record(
+            db,
+            actor=actor,
+            action="user.update",
+            target_type="user",
+            target_id=user.id,
+            details={"username": user.username, "changes": {f: getattr(user, f) for f in changed}},
+        )
+    return changed
+
+
+async def update_user(db: AsyncSession, actor: Actor, user_id: int, change: UserUpdate) -> User:
+    user = await get_user(db, user_id)
+    await apply_update(db, actor, user, change)
+    await db.commit()
+    return user
+
+
+async def reset_password(db: AsyncSession, actor: Actor, user_id: int) -> str:
+    user = await get_user(db, user_id)
+    generated = await auth_service.reset_password(
+        db, actor=actor, username=user.username, new_password=None
+    )
+    assert generated is not None
+    return generated
+
+
+async def bulk(
+    db: AsyncSession, actor: Actor, action: str, ids: Sequence[int], role: Role | None
+) -> list[BulkResult]:
+    """Each item succeeds or fails on its own; the results say which and why."""
+    if action == "set_role" and role is None:
+        raise ValidationFailed("role: required for set_role")
+    change = {
+        "disable": UserUpdate(is_active=False),
+        "enable": UserUpdate(is_active=True),
+        "set_role": UserUpdate(role=role),
+    }[action]
+    results = []
+    for user_id in dict.fromkeys(ids):
+        user = await db.get(User, user_id)
+        if user is None:
+            results.append(BulkResult(id=user_id, ok=False, detail="no such user"))
+            continue
+        try:  # every check runs before any change, so a refused item leaves nothing behind
+            changed = await apply_update(db, actor, user, change)
+            await db.commit()
+        except DeployMateError as exc:
+            results.append(BulkResult(id=user_id, ok=False, detail=exc.detail))
+            continue
+        results.append(
+            BulkResult(id=user_id, ok=True, detail="changed" if changed else "unchanged")
+        )
+    return results
+
+
+# Upgrade requests
+
+
+async def request_upgrade(
+    db: AsyncSession, actor: Actor, user: User, kind: str, reason: str
+) -> UpgradeRequest:
+    pending = await db.execute(
+        select(UpgradeRequest.id).where(
+            UpgradeRequest.user_id == user.id,
+            UpgradeRequest.kind == kind,
+            UpgradeRequest.status == "pending",
+        )
+    )
+    if pending.first() is not None:
+        raise Conflict("you already have a pending request of this kind", code="already_requested")
+    if (kind == "admin_role" and user.is_admin) or (
+        kind == "local_deployments" and (user.is_admin or user.can_deploy_local)
+    ):
+        raise ValidationFailed("kind: you already have this right")
+    row = UpgradeRequest(user_id=user.id, kind=kind, reason=reason)
+    db.add(row)
+    await db.flush()
+    await audit.record(
+        db,
+        actor=actor,
+        action="upgrade_request.create",
+        target_type="upgrade_request",
+        target_id=row.id,
+        details={"kind": kind},
+    )
+    await db.commit()
+    return row
+
+
+async def my_requests(db: AsyncSession, user: User) -> list[UpgradeRequest]:
+    rows = await db.execute(
+        select(UpgradeRequest)
+        .where(UpgradeRequest.user_id == user.id)
+        .order_by(UpgradeRequest.id.desc())
+    )
+    return list(rows.scalars())
+
+
+async def list_requests(
+    db: AsyncSession, filters: UpgradeFilters
+) -> list[tuple[UpgradeRequest, str]]:
+    stmt = (
+        select(UpgradeRequest, User.username)
+        .join(User, User.id == UpgradeRequest.user_id)
+        .order_by(UpgradeRequest.status != "pending", UpgradeRequest.id.desc())
+    )
+    if filters.status:
+        stmt = stmt.where(UpgradeRequest.status == filters.status)
+    if filters.kind:
+        stmt = stmt.where(UpgradeRequest.kind == filters.kind)
+    if filters.q:
+        like = f"%{_escape_like(filters.q)}%"
+        stmt = stmt.where(
+            or_(
+                User.username.ilike(like, escape="\\"),
+                UpgradeRequest.reason.ilike(like, escape="\\"),
+            )
+        )
+    return [(r, name) for r, name in (await db.execute(stmt)).all()]
+
+
+async def decide(
+    db: AsyncSession, actor: Actor, request_id: int, decision: str, note: str
+) -> UpgradeRequest:
+    """Approve (and apply) or reject a pending request; the caller commits and notifies."""
+    row = await db.get(UpgradeRequest, request_id)
+    if row is None:
+        raise NotFound(f"no such upgrade request: {request_id}")
+    if row.status != "pending":
+        raise Conflict(f"request {request_id} was already {row.status}", code="already_decided")
+    user = await get_user(db, row.user_id)
+    if decision == "approve":
+        if row.kind == "local_deployments":
+            user.can_deploy_local = True
+        elif row.kind == "admin_role":
+            user.role = Role.admin.value
+        else:
+            user.server_limit += MORE_SERVERS_STEP
+    row.status = "approved" if decision == "approve" else "rejected"
+    row.note = note or None
+    row.decided_by = actor.username
+    row.decided_at = utcnow()
+    await audit.record(
+        db,
+        actor=actor,
+        action=f"upgrade_request.{row.status}",
+        target_type="upgrade_request",
+        target_id=row.id,
+        details={"kind": row.kind, "user": user.username},
+    )
+    return row
+
+
+# Saved views
+
+
+async def list_views(db: AsyncSession, user: User, page: str) -> list[SavedView]:
+    rows = await db.execute(
+        select(SavedView)
+        .where(SavedView.user_id == user.id, SavedView.page == page)
+        .order_by(SavedView.name)
+    )
+    return list(rows.scalars())
+
+
+async def save_view(db: AsyncSession, user: User, page: str, name: str, query: str) -> SavedView:
+    existing = (
+        await db.execute(
+            select(SavedView).where(
+                SavedView.user_id == user.id, SavedView.page == page, SavedView.name == name
+            )
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        existing.query = query
+        view = existing
+    else:
+        view = SavedView(user_id=user.id, page=page, name=name, query=query.lstrip("?"))
+        db.add(view)
+    await db.commit()
+    return view
+
+
+async def delete_view(db: AsyncSession, user: User, view_id: int) -> None:
+    view = await db.get(SavedView, view_id)
+    if view is None or view.user_id != user.id:
+        raise NotFound(f"no such view: {view_id}")
+    await db.delete(view)
+    await db.commit()

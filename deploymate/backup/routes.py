@@ -1,0 +1,98 @@
+"""Backup API: download a bundle, and dry-run a restore (admins only, both audited)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
+
+from deploymate.backup import service
+from deploymate.deps import AdminPrincipal, DbDep, SettingsDep, require_admin
+from deploymate.errors import ValidationFailed
+from deploymate.http import error_response
+from deploymate.servers.deps import CipherDep
+
+router = APIRouter(prefix="/api/admin", tags=["backup"], dependencies=[Depends(require_admin)])
+
+BUNDLE_FIELD = "bundle"
+_BUNDLE_SCHEMA = {"type": "object", "description": "A backup bundle (see docs/backup.md)."}
+DRY_RUN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _BUNDLE_SCHEMA},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {BUNDLE_FIELD: {"type": "string", "format": "binary"}},
+                    "required": [BUNDLE_FIELD],
+                }
+            },
+        },
+    }
+}
+
+
+def bundle_filename(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"deploymate-backup-{stamp}.json"
+
+
+async def read_bundle(request: Request, limit: int) -> bytes:
+    """The bundle from a raw JSON body, or from the multipart file field `bundle`."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        return await request.body()
+    form = await request.form(max_part_size=limit)
+    value = form.get(BUNDLE_FIELD)
+    if isinstance(value, UploadFile):
+        return await value.read()
+    if isinstance(value, str) and value:
+        return value.encode()
+    raise ValidationFailed(
+        "bundle: send the bundle as the JSON request body, or as a multipart file field "
+        f"named {BUNDLE_FIELD}",
+        code="bundle_missing",
+    )
+
+
+@router.get(
+    "/backup-bundle",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}, "description": "The bundle file."}},
+)
+async def download_bundle(principal: AdminPrincipal, db: DbDep, settings: SettingsDep) -> Response:
+    """The backup bundle as a file; no password hashes, credentials only encrypted."""
+    data, _ = await service.download(db, settings, principal.actor)
+    return Response(
+        data,
+        media_type="application/json",
+        headers={
+            "content-disposition": f'attachment; filename="{bundle_filename()}"',
+            "cache-control": "no-store",
+        },
+    )
+
+
+@router.post("/restore/dry-run", openapi_extra=DRY_RUN_BODY)
+async def restore_dry_run(
+    request: Request,
+    principal: AdminPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    cipher: CipherDep,
+) -> JSONResponse:
+    """Analyse a bundle and apply nothing: per section ok, warn or error with the reasons."""
+    try:
+        data = await read_bundle(request, settings.max_upload_bytes)
+    except ClientDisconnect:  # the edge already answered 413 for an over-long chunked body
+        return error_response(400, "the request body was not received", "bad_request")
+    report = await service.dry_run(db, settings, cipher, principal.actor, data)
+    if report.fatal is not None:
+        return error_response(
+            report.http_status, report.fatal.message, report.fatal.code, report=report.to_dict()
+        )
+    return JSONResponse(report.to_dict(), headers={"cache-control": "no-store"})

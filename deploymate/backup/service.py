@@ -1,0 +1,149 @@
+"""Backup use cases: build a bundle from the database, and dry-run a bundle against it.
+
+A dry-run only reads; the one row it writes is its audit event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploymate import __version__
+from deploymate.audit import service as audit
+from deploymate.audit.service import Actor
+from deploymate.auth.models import User
+from deploymate.backup import bundle
+from deploymate.config import Settings
+from deploymate.db import Base
+from deploymate.deployments.models import Deployment, DeploymentTemplate, Release
+from deploymate.servers.credentials import Cipher
+from deploymate.servers.models import Server
+
+# Section name -> the table its records come from.
+MODELS: dict[str, type[Base]] = {
+    "users": User,
+    "servers": Server,
+    "deployments": Deployment,
+    "templates": DeploymentTemplate,
+    "releases": Release,
+}
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _rows(records: Sequence[Any], fields: Sequence[str]) -> list[dict[str, Any]]:
+    return [{f: _value(getattr(r, f)) for f in fields} for r in records]
+
+
+def settings_snapshot(settings: Settings) -> dict[str, Any]:
+    """The non-secret settings named in bundle.SETTINGS_KEYS (`local_docker` is the effective
+    value)."""
+    return {key: getattr(settings, key) for key in bundle.SETTINGS_KEYS}
+
+
+async def build(
+    db: AsyncSession, settings: Settings, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The whole bundle (manifest and sections) as a JSON-ready object."""
+    sections: dict[str, Any] = {}
+    for name, model in MODELS.items():
+        stmt = select(model).order_by(model.__table__.c.id)
+        sections[name] = _rows((await db.execute(stmt)).scalars().all(), bundle.FIELDS[name])
+    sections["settings"] = settings_snapshot(settings)
+    created = (now or datetime.now(UTC)).replace(microsecond=0)
+    return bundle.make_bundle(
+        sections, app_version=__version__, created_at=created.isoformat().replace("+00:00", "Z")
+    )
+
+
+async def download(
+    db: AsyncSession, settings: Settings, actor: Actor
+) -> tuple[bytes, dict[str, int]]:
+    """Build the bundle and record who downloaded it; returns the bytes and the counts."""
+    made = await build(db, settings)
+    data = bundle.dumps(made)
+    counts: dict[str, int] = made["manifest"]["counts"]
+    await audit.record(
+        db,
+        actor=actor,
+        action="backup.download",
+        target_type="backup",
+        details={"bytes": len(data), "counts": counts},
+    )
+    await db.commit()
+    return data, counts
+
+
+async def current_state(db: AsyncSession, settings: Settings) -> bundle.CurrentState:
+    usernames = (await db.execute(select(User.username))).scalars().all()
+    servers = {
+        int(sid): str(name) for sid, name in (await db.execute(select(Server.id, Server.name)))
+    }
+    live = await db.execute(
+        select(Deployment.name, Deployment.server_id).where(
+            Deployment.status != "deleted", Deployment.deleted_at.is_(None)
+        )
+    )
+    deployments = frozenset(
+        (str(name), None if sid is None else servers.get(int(sid), f"#{sid}")) for name, sid in live
+    )
+    return bundle.CurrentState(
+        usernames=frozenset(usernames),
+        servers=servers,
+        deployments=deployments,
+        settings=settings_snapshot(settings),
+    )
+
+
+async def dry_run(
+    db: AsyncSession, settings: Settings, cipher: Cipher, actor: Actor, data: bytes
+) -> bundle.DryRunReport:
+    """Analyse a bundle against this instance. Reads only; writes nothing but the audit event."""
+    current = await current_state(db, settings)
+    # Parsing and checking a bundle of several MiB is CPU work: off the event loop.
+    report = await asyncio.to_thread(
+        functools.partial(
+            bundle.analyse,
+            data,
+            current=current,
+            can_decrypt=cipher.can_decrypt,
+            max_bytes=settings.max_upload_bytes,
+        )
+    )
+    manifest = report.manifest or {}
+    await audit.record(
+        db,
+        actor=actor,
+        action="backup.restore_dry_run",
+        target_type="backup",
+        outcome="success" if report.readable else "failure",
+        details={
+            "bytes": report.size,
+            "status": report.status,
+            "readable": report.readable,
+            "error_code": report.fatal.code if report.fatal else None,
+            "format_version": manifest.get("format_version")
+            if isinstance(manifest.get("format_version"), int)
+            else None,
+            "sections": {
+                s.section: s.status
+                for s in report.sections
+                if s.section in bundle.SECTIONS or s.section == "bundle"
+            },
+            "reasons": sorted({r.code for s in report.sections for r in s.reasons}),
+        },
+    )
+    await db.commit()
+    return report

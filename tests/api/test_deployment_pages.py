@@ -1,0 +1,258 @@
+"""Deployment console pages without JavaScript: access, capability flags, escaping, CSRF."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploymate.app import create_app
+from deploymate.audit.service import Actor
+from deploymate.auth.models import User
+from deploymate.deployments import pages
+from deploymate.servers.service import Viewer
+from tests.api.test_console import _console_login, _form_csrf
+from tests.conftest import ADMIN_PASSWORD, make_settings
+from tests.support.api import create_user, login, run_in_app
+from tests.support.deploy import wait_job
+
+WORKFLOW = "/app/deployment-workflow"
+SECRET = "never-show-this-s3cret"
+MISSING_IMAGE = "dm-test/not-there:v0"  # no registry in the name and absent: the job just fails
+
+
+def _member(client: TestClient, username: str) -> None:
+    """A member with no server, signed in to the console with their own password."""
+    csrf = login(client, "admin", ADMIN_PASSWORD)
+    create_user(client, csrf, username, password=f"{username}-first-pass-1")
+    client.cookies.clear()
+    assert _console_login(client, username, f"{username}-first-pass-1") == "/app/change-password"
+    form = client.get("/app/change-password")
+    res = client.post(
+        "/app/change-password",
+        data={
+            "current_password": f"{username}-first-pass-1",
+            "new_password": f"{username}-second-pass-2",
+            "confirm_password": f"{username}-second-pass-2",
+            "csrf_token": _form_csrf(form.text),
+        },
+        follow_redirects=False,
+    )
+    assert res.status_code == 303, res.text
+
+
+def _create_local(client: TestClient, name: str, **fields: str) -> tuple[int, int]:
+    page = client.get(WORKFLOW)
+    data = {
+        "csrf_token": _form_csrf(page.text),
+        "server_id": "local",
+        "name": name,
+        "image": MISSING_IMAGE,
+        "internal_port": "80",
+        "secret_env": f"API_TOKEN={SECRET}",
+        **fields,
+    }
+    res = client.post(WORKFLOW, data=data, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    match = re.fullmatch(r"/deployments/(\d+)\?job=(\d+)", res.headers["location"])
+    assert match, res.headers["location"]
+    # The image exists nowhere, so the job fails fast; wait so no job outlives the test.
+    assert wait_job(client, int(match.group(2)), timeout=60)["status"] == "failed"
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(client: TestClient) -> None:
+    for path in (WORKFLOW, f"{WORKFLOW}?server_id=1", "/deployments/1"):
+        res = client.get(path, follow_redirects=False)
+        assert res.status_code == 303 and res.headers["location"] == "/login", path
+    for path in (WORKFLOW, "/deployments/1/redeploy", "/deployments/1/stop"):
+        res = client.post(path, data={"confirm": "yes"}, follow_redirects=False)
+        assert res.status_code == 303 and res.headers["location"] == "/login", path
+
+
+def test_a_member_without_a_server_is_told_to_add_one(client: TestClient) -> None:
+    _member(client, "nina")
+    page = client.get(WORKFLOW)
+    assert page.status_code == 200
+    assert 'data-testid="no-server"' in page.text and 'href="/app/server-review"' in page.text
+    assert 'value="local"' not in page.text and "control host" not in page.text
+    assert 'data-testid="create-form"' not in page.text
+    # asking for the control host anyway is refused, and still shows no local option
+    res = client.post(
+        WORKFLOW,
+        data={
+            "csrf_token": _form_csrf(page.text),
+            "server_id": "local",
+            "name": "web",
+            "image": "nginx:1.27",
+            "internal_port": "80",
+        },
+    )
+    assert res.status_code == 403 and 'role="alert"' in res.text
+    assert "add a server first" in res.text and 'value="local"' not in res.text
+    suggest = client.get(f"{WORKFLOW}?server_id=local")
+    assert suggest.status_code == 200 and 'value="local"' not in suggest.text
+    assert client.get("/api/deployments").json() == []
+
+
+def test_the_control_host_option_follows_the_capability_flag(
+    client: TestClient, tmp_path: Path, database_url: str
+) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get(WORKFLOW)
+    assert '<option value="local"' in page.text
+    assert 'data-testid="create-form"' in page.text
+    settings = make_settings(tmp_path / "off", database_url, local_docker_enabled=False)
+    with TestClient(create_app(settings)) as off:
+        _console_login(off, "admin", ADMIN_PASSWORD)
+        page = off.get(WORKFLOW)
+        assert 'value="local"' not in page.text and 'data-testid="no-server"' in page.text
+        res = off.post(
+            WORKFLOW,
+            data={
+                "csrf_token": _form_csrf(page.text),
+                "server_id": "local",
+                "name": "web",
+                "image": "nginx:1.27",
+                "internal_port": "80",
+            },
+        )
+        assert res.status_code == 403 and "DEPLOYMATE_LOCAL_DOCKER_ENABLED=false" in res.text
+
+
+def test_hostile_input_is_escaped_and_secrets_are_not_echoed(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get(WORKFLOW)
+    evil_name = "<script>alert('name')</script>"
+    evil_image = '"><img src=x onerror=alert(1)>'
+    evil_env = "<b>BAD</b>"
+    res = client.post(
+        WORKFLOW,
+        data={
+            "csrf_token": _form_csrf(page.text),
+            "server_id": "local",
+            "name": evil_name,
+            "image": evil_image,
+            "internal_port": "80",
+            "env": f"{evil_env}=1",
+            "secret_env": f"API_TOKEN={SECRET}",
+        },
+    )
+    assert res.status_code == 422
+    alert = re.search(r'<p class="error" role="alert"[^>]*>(.*?)</p>', res.text, re.S)
+    assert alert and "name:" in alert.group(1) and "image:" in alert.group(1)
+    assert "&lt;b&gt;BAD&lt;/b&gt;" in alert.group(1)  # the env name is quoted, escaped
+    for raw in (evil_name, evil_image, evil_env, "<img", "<script>"):
+        assert raw not in res.text
+    assert "&lt;script&gt;alert(" in res.text and "&#34;&gt;&lt;img src=x" in res.text
+    assert SECRET not in res.text and 'data-testid="secret-dropped"' in res.text
+    assert client.get("/api/deployments").json() == []
+    # a malformed secret line names the line, never its content
+    res = client.post(
+        WORKFLOW,
+        data={
+            "csrf_token": _form_csrf(page.text),
+            "server_id": "local",
+            "name": "web",
+            "image": MISSING_IMAGE,
+            "internal_port": "80",
+            "secret_env": f"OK=1\n{SECRET}",
+        },
+    )
+    assert res.status_code == 422 and "secret_env: line 2 is not KEY=VALUE" in res.text
+    assert SECRET not in res.text
+
+    dep_id, job_id = _create_local(client, "escaped")
+    detail = client.get(f"/deployments/{dep_id}?job={job_id}")
+    assert detail.status_code == 200 and f'data-job-id="{job_id}"' in detail.text
+    assert "API_TOKEN" in detail.text and SECRET not in detail.text
+    res = client.post(
+        f"/deployments/{dep_id}/redeploy",
+        data={"csrf_token": _form_csrf(detail.text), "image": evil_image},
+    )
+    assert res.status_code == 422 and 'role="alert"' in res.text and "image:" in res.text
+    assert evil_image not in res.text and "&#34;&gt;&lt;img src=x" in res.text
+    assert SECRET not in res.text
+
+
+def test_forms_need_the_csrf_token(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    body = {"server_id": "local", "name": "nocsrf", "image": MISSING_IMAGE, "internal_port": "80"}
+    assert client.post(WORKFLOW, data=body).status_code == 403
+    assert client.post(WORKFLOW, data={**body, "csrf_token": "forged"}).status_code == 403
+    assert client.get("/api/deployments").json() == []
+
+    dep_id, job_id = _create_local(client, "guarded")
+    for action in ("redeploy", "rollback", "stop", "start", "restart", "delete"):
+        res = client.post(f"/deployments/{dep_id}/{action}", data={"confirm": "yes"})
+        assert res.status_code == 403, action
+        assert "CSRF" in res.text, action
+    activity = client.get(f"/api/deployments/{dep_id}/activity").json()
+    assert {a["job_id"] for a in activity} - {None} == {job_id}  # none of them made a job
+
+    detail = client.get(f"/deployments/{dep_id}")
+    csrf = _form_csrf(detail.text)
+    # the confirmation box is required server-side too
+    res = client.post(f"/deployments/{dep_id}/delete", data={"csrf_token": csrf})
+    assert res.status_code == 422 and "Tick the confirmation box to delete" in res.text
+    # an operation the service refuses re-renders the page with the reason
+    res = client.post(f"/deployments/{dep_id}/stop", data={"csrf_token": csrf, "confirm": "yes"})
+    assert res.status_code == 409 and "has no serving release to stop" in res.text
+    assert 'role="alert"' in res.text and 'data-testid="releases"' in res.text
+
+
+def test_deployment_cards_list_what_the_viewer_may_see(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _job = _create_local(client, "carded")
+    app: Any = client.app
+
+    async def admin_cards(db: AsyncSession) -> list[dict[str, Any]]:
+        admin = (await db.execute(select(User).where(User.username == "admin"))).scalar_one()
+        viewer = Viewer(user=admin, actor=Actor(admin.id, admin.username, None))
+        return await pages.cards(db, app.state.services, viewer)
+
+    cards = run_in_app(client, admin_cards)
+    assert [c["name"] for c in cards] == ["carded"]
+    assert cards[0]["href"] == f"/deployments/{dep_id}" and cards[0]["target"] == "control host"
+    partial = app.state.templates.get_template("_deployment_cards.html")
+    html = partial.render(deployment_cards=cards)
+    assert 'data-testid="deployment-card"' in html and f'href="/deployments/{dep_id}"' in html
+    empty = partial.render(deployment_cards=[])
+    assert "No deployments yet" in empty and 'href="/app/deployment-workflow"' in empty
+
+
+def test_create_from_a_template_leaves_blank_fields_to_it(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _job = _create_local(
+        client, "source", env="MODE=blue", health_path="/version", health_retries="3"
+    )
+    csrf = _form_csrf(client.get(WORKFLOW).text)
+    res = client.post(
+        f"/api/deployments/{dep_id}/template",
+        json={"name": "web-tpl"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert res.status_code == 201, res.text
+    page = client.get(WORKFLOW)
+    option = re.search(r'<option value="(\d+)"[^>]*>web-tpl', page.text)
+    assert option, "the template is offered"
+    res = client.post(
+        WORKFLOW,
+        data={
+            "csrf_token": _form_csrf(page.text),
+            "server_id": "local",
+            "name": "from-tpl",
+            "template_id": option.group(1),
+        },
+        follow_redirects=False,
+    )
+    assert res.status_code == 303, res.text
+    wait_job(client, int(res.headers["location"].rpartition("=")[2]), timeout=60)
+    made = next(d for d in client.get("/api/deployments").json() if d["name"] == "from-tpl")
+    assert made["image"] == MISSING_IMAGE and made["internal_port"] == 80
+    assert made["env"] == {"MODE": "blue"} and made["secret_env_keys"] == []
+    assert made["health_check"]["path"] == "/version" and made["health_check"]["retries"] == 3
