@@ -78,6 +78,34 @@ def serve(
     )
 
 
+@app.command()
+def worker(env_file: EnvFile = None) -> None:
+    """Run one more job worker (PostgreSQL only): claims queued deploys next to `serve`."""
+    import signal
+
+    from deploymate import wiring
+    from deploymate.bootstrap import prepare_database
+
+    settings = load_checked_settings(env_file)
+    if not settings.resolved_database_url.startswith("postgresql"):
+        raise ConfigurationError(
+            "invalid configuration: `deploymate worker` needs PostgreSQL "
+            "(DEPLOYMATE_DATABASE_URL); with SQLite, `deploymate serve` runs the only worker"
+        )
+
+    async def run() -> None:
+        await prepare_database(settings, bootstrap=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with wiring.running(settings, embedded=False):
+            err.print("DeployMate worker running; Ctrl-C to stop")
+            await stop.wait()
+
+    asyncio.run(run())
+
+
 @db_app.command("upgrade")
 def db_upgrade(env_file: EnvFile = None) -> None:
     """Apply every pending migration."""

@@ -69,6 +69,32 @@ async def _page(
     return render(request, "servers.html", {**base, **context}, principal=principal, status=status)
 
 
+async def _failed(
+    request: Request,
+    principal: Any,
+    db: Any,
+    cipher: Any,
+    viewer: Any,
+    exc: ValidationError | DeployMateError,
+    **context: Any,
+) -> Response:
+    """The page again, with the reason a form was refused and the right status."""
+    if isinstance(exc, ValidationError):
+        return await _page(
+            request,
+            principal,
+            db,
+            cipher,
+            viewer,
+            status=422,
+            error=_validation_message(exc),
+            **context,
+        )
+    return await _page(
+        request, principal, db, cipher, viewer, status=exc.status, error=exc.detail, **context
+    )
+
+
 @router.get(PAGE, response_class=HTMLResponse)
 async def server_review(
     request: Request, principal: CurrentPrincipal, db: DbDep, cipher: CipherDep, viewer: ViewerDep
@@ -90,21 +116,8 @@ async def scan(
     try:
         target = HostPort.model_validate({"host": host, "port": _port(port)})
         keys = await service.scan_host_key(db, viewer, target.host, target.port)
-    except ValidationError as exc:
-        return await _page(
-            request,
-            principal,
-            db,
-            cipher,
-            viewer,
-            status=422,
-            form=form,
-            error=_validation_message(exc),
-        )
-    except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, form=form, error=exc.detail
-        )
+    except (ValidationError, DeployMateError) as exc:
+        return await _failed(request, principal, db, cipher, viewer, exc, form=form)
     return await _page(
         request, principal, db, cipher, viewer, form=form, scan=[asdict(k) for k in keys]
     )
@@ -137,21 +150,8 @@ async def create(
         server = await service.create(
             db, settings, cipher, viewer, ServerCreate.model_validate(data)
         )
-    except ValidationError as exc:
-        return await _page(
-            request,
-            principal,
-            db,
-            cipher,
-            viewer,
-            status=422,
-            form=form,
-            error=_validation_message(exc),
-        )
-    except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, form=form, error=exc.detail
-        )
+    except (ValidationError, DeployMateError) as exc:
+        return await _failed(request, principal, db, cipher, viewer, exc, form=form)
     return RedirectResponse(f"{PAGE}?created={server.id}", status_code=303)
 
 
@@ -183,14 +183,8 @@ async def edit(
         await service.update(
             db, settings, cipher, pool, viewer, server_id, ServerUpdate.model_validate(data)
         )
-    except ValidationError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=422, error=_validation_message(exc)
-        )
-    except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
-        )
+    except (ValidationError, DeployMateError) as exc:
+        return await _failed(request, principal, db, cipher, viewer, exc)
     return RedirectResponse(PAGE, status_code=303)
 
 
@@ -207,9 +201,7 @@ async def scan_existing(
         server = await service.get_visible(db, viewer, server_id)
         keys = await service.scan_host_key(db, viewer, server.host, server.port)
     except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
-        )
+        return await _failed(request, principal, db, cipher, viewer, exc)
     return await _page(
         request,
         principal,
@@ -236,9 +228,7 @@ async def pin(
     try:
         await service.pin_host_key(db, settings, pool, viewer, server_id, public_key)
     except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
-        )
+        return await _failed(request, principal, db, cipher, viewer, exc)
     return await _page(request, principal, db, cipher, viewer, message="Host key pinned.")
 
 
@@ -256,9 +246,7 @@ async def test(
     try:
         result = await service.run_check(db, settings, cipher, pool, viewer, server_id)
     except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
-        )
+        return await _failed(request, principal, db, cipher, viewer, exc)
     return await _page(
         request, principal, db, cipher, viewer, result=result, result_server_id=server_id
     )
@@ -277,9 +265,7 @@ async def diagnostics(
     try:
         facts = await service.diagnostics(db, cipher, pool, viewer, server_id)
     except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
-        )
+        return await _failed(request, principal, db, cipher, viewer, exc)
     return await _page(
         request,
         principal,
@@ -315,7 +301,5 @@ async def delete(
     try:
         await service.delete(db, pool, viewer, server_id)
     except DeployMateError as exc:
-        return await _page(
-            request, principal, db, cipher, viewer, status=exc.status, error=exc.detail
-        )
+        return await _failed(request, principal, db, cipher, viewer, exc)
     return await _page(request, principal, db, cipher, viewer, message="Server deleted.")

@@ -16,7 +16,7 @@ from deploymate.audit.service import Actor
 from deploymate.auth.models import User
 from deploymate.config import Settings
 from deploymate.db import Base, utcnow
-from deploymate.errors import Conflict, NotFound, ValidationFailed
+from deploymate.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from deploymate.runtime import host_facts
 from deploymate.runtime.errors import HostKeyChanged, RuntimeFailure
 from deploymate.runtime.ssh import (
@@ -158,11 +158,31 @@ def _export_known_host(settings: Settings, server: Server) -> None:
         )
 
 
+async def _check_server_limit(db: AsyncSession, viewer: Viewer) -> None:
+    """Members register up to their limit; an approved upgrade request raises it."""
+    if viewer.user.is_admin:
+        return
+    owned = int(
+        (
+            await db.execute(
+                select(func.count()).select_from(Server).where(Server.owner_id == viewer.user.id)
+            )
+        ).scalar_one()
+    )
+    if owned >= viewer.user.server_limit:
+        raise PermissionDenied(
+            f"you may register {viewer.user.server_limit} server(s) and have {owned}; ask an admin "
+            "for more servers (Upgrade requests)",
+            code="server_limit",
+        )
+
+
 async def create(
     db: AsyncSession, settings: Settings, cipher: Cipher, viewer: Viewer, data: ServerCreate
 ) -> Server:
     if await _name_taken(db, data.name):
         raise Conflict(f"a server named {data.name} exists already", code="name_taken")
+    await _check_server_limit(db, viewer)
     creds = Credentials(
         private_key=data.private_key if data.auth_type == "key" else None,
         passphrase=data.passphrase if data.auth_type == "key" else None,
@@ -265,12 +285,18 @@ async def update(
 
 async def delete(db: AsyncSession, pool: SSHPool, viewer: Viewer, server_id: int) -> None:
     server = await get_visible(db, viewer, server_id)
-    count = (await _deployment_counts(db, [server.id])).get(server.id, 0)
-    if count:
-        raise Conflict(
-            f"server {server.name} still has {count} deployment(s); delete them first",
-            code="server_in_use",
+    table = Base.metadata.tables["deployments"]
+    rows = (
+        await db.execute(select(table.c.name, table.c.status).where(table.c.server_id == server.id))
+    ).all()
+    if rows:
+        live = [name for name, state in rows if state != "deleted"]
+        why = (
+            f"deployments run on it ({', '.join(live[:5])}); delete them first"
+            if live
+            else f"{len(rows)} deleted deployment(s) keep their release history on it"
         )
+        raise Conflict(f"server {server.name} cannot be deleted: {why}", code="server_in_use")
     await audit.record(
         db,
         actor=viewer.actor,

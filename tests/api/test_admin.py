@@ -14,28 +14,7 @@ from fastapi.testclient import TestClient
 
 from deploymate.deps import require_admin
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.api import audit_rows, create_user, login, run_in_app
-
-
-def _member(client: TestClient, name: str) -> dict[str, str]:
-    """A member with a working API token (password changed first), as headers."""
-    create_user(client, client.headers["X-CSRF-Token"], name, password=f"{name}-temporary-pass-1")
-    with TestClient(client.app) as other:
-        csrf = login(other, name, f"{name}-temporary-pass-1")
-        res = other.post(
-            "/api/auth/change-password",
-            headers={"X-CSRF-Token": csrf},
-            json={
-                "current_password": f"{name}-temporary-pass-1",
-                "new_password": f"{name}-permanent-pass-2",
-            },
-        )
-        token = other.post(
-            "/api/auth/tokens",
-            json={"name": "t"},
-            headers={"X-CSRF-Token": res.json()["csrf_token"]},
-        ).json()["token"]
-    return {"Authorization": f"Bearer {token}"}
+from tests.support.api import audit_rows, create_user, login, member_headers, run_in_app
 
 
 @pytest.fixture
@@ -57,7 +36,7 @@ def _needs_admin(dependant: Any) -> bool:
 
 
 def test_a_member_gets_403_on_every_admin_route(admin: TestClient) -> None:
-    member = _member(admin, "plain")
+    member = member_headers(admin, "plain")
     anon = TestClient(admin.app)
     routes = [
         r
@@ -96,7 +75,7 @@ def test_users_filters_and_exports(admin: TestClient) -> None:
 def test_disabling_ends_sessions_and_tokens_and_the_last_admin_is_protected(
     admin: TestClient,
 ) -> None:
-    member = _member(admin, "dave")
+    member = member_headers(admin, "dave")
     anon = TestClient(admin.app)
     assert anon.get("/api/auth/me", headers=member).status_code == 200
     dave = admin.get("/api/admin/users?q=dave").json()[0]
@@ -107,7 +86,7 @@ def test_disabling_ends_sessions_and_tokens_and_the_last_admin_is_protected(
     assert (
         admin.post(
             "/api/auth/login",
-            json={"username": "dave", "password": "dave-permanent-pass-2"},
+            json={"username": "dave", "password": "dave-second-pass-456"},
             headers={},
         ).status_code
         == 401
@@ -121,7 +100,7 @@ def test_disabling_ends_sessions_and_tokens_and_the_last_admin_is_protected(
 
 
 def test_reset_password_gives_a_temporary_one_and_ends_sessions(admin: TestClient) -> None:
-    member = _member(admin, "erin")
+    member = member_headers(admin, "erin")
     erin = admin.get("/api/admin/users?q=erin").json()[0]
     temp = admin.post(f"/api/admin/users/{erin['id']}/reset-password").json()["temporary_password"]
     assert TestClient(admin.app).get("/api/auth/me", headers=member).status_code == 401
@@ -156,7 +135,7 @@ def test_bulk_actions_report_each_item(admin: TestClient) -> None:
 
 
 def test_upgrade_requests_flow(admin: TestClient) -> None:
-    member = _member(admin, "gina")
+    member = member_headers(admin, "gina")
     anon = TestClient(admin.app)
     res = anon.post(
         "/api/upgrade-requests",
@@ -268,7 +247,7 @@ def test_saved_views_are_per_user_and_page(admin: TestClient) -> None:
     assert [(v["name"], v["query"]) for v in views] == [
         ("failed logins", "action=auth.login&outcome=failure")
     ]
-    member = _member(admin, "hank")
+    member = member_headers(admin, "hank")
     assert TestClient(admin.app).get("/api/views?page=audit", headers=member).json() == []
     assert (
         TestClient(admin.app).delete(f"/api/views/{views[0]['id']}", headers=member).status_code
@@ -290,3 +269,36 @@ def test_ops_overview_shape(admin: TestClient) -> None:
         "recent_activity",
     }
     assert data["servers"]["total"] == 0 and data["jobs_24h"]["failed"] == 0
+
+
+def test_a_members_server_limit_and_the_more_servers_request(admin: TestClient) -> None:
+    import asyncssh
+
+    member = member_headers(admin, "ivy")
+    anon = TestClient(admin.app)
+    key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+
+    def add(n: int) -> Any:
+        return anon.post(
+            "/api/servers",
+            headers=member,
+            json={
+                "name": f"ivy-{n}",
+                "host": f"ivy{n}.example.test",
+                "username": "deploy",
+                "auth_type": "key",
+                "private_key": key,
+            },
+        )
+
+    assert [add(n).status_code for n in range(3)] == [201, 201, 201]
+    refused = add(3)
+    assert refused.status_code == 403 and refused.json()["code"] == "server_limit"
+    ask = anon.post(
+        "/api/upgrade-requests", headers=member, json={"kind": "more_servers", "reason": "new app"}
+    )
+    admin.post(
+        f"/api/admin/upgrade-requests/{ask.json()['id']}/decision", json={"decision": "approve"}
+    )
+    assert add(3).status_code == 201
+    assert admin.get("/api/admin/users?q=ivy").json()[0]["server_limit"] == 8

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import key_server
-from tests.support.api import audit_rows
+from tests.support.api import audit_rows, member_headers
 from tests.support.deploy import fast_health, fetch, job_text, wait_job
 from tests.support.lab import LabHost
 
@@ -219,6 +219,9 @@ def test_stop_start_restart_and_delete(
     assert any("dm-test web v1 starting on port 80" in line for line in logs["lines"]), logs
     actions = [a["action"] for a in e2e_client.get(f"/api/deployments/{did}/activity").json()]
     assert {"deploy", "deploy_succeeded", "stop", "start", "restart"} <= set(actions)
+    refused = e2e_client.delete(f"/api/servers/{sid}")
+    assert refused.status_code == 409 and refused.json()["code"] == "server_in_use"
+    assert "ops" in refused.json()["detail"] and fetch(lab_host.address, port) == "v1"
     job = wait_job(e2e_client, e2e_client.delete(f"/api/deployments/{did}").json()["job_id"])
     assert job["status"] == "succeeded"
     assert _containers(lab_host, dep) == []
@@ -308,10 +311,8 @@ def _containers_named(host: LabHost, prefix: str) -> list[str]:
 def test_a_member_cannot_use_another_members_server(
     e2e_client: TestClient, lab_host: LabHost
 ) -> None:
-    from tests.e2e.test_servers import _member_headers
-
     sid = _server(e2e_client, lab_host, "admins-box")
-    headers = _member_headers(e2e_client, "mem1")
+    headers = member_headers(e2e_client, "mem1")
     res = TestClient(e2e_client.app).post(
         "/api/deployments",
         headers=headers,

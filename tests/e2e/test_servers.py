@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import key_server
-from tests.support.api import audit_rows, create_user, login
+from tests.support.api import audit_rows, login, member_headers
 from tests.support.lab import LabHost
 
 
@@ -339,51 +339,9 @@ def test_known_hosts_prepare_writes_a_file_ssh_accepts(tmp_path: Path, lab_host:
     assert bad.returncode == 2 and "host" in bad.stderr
 
 
-def _member_headers(client: TestClient, name: str) -> dict[str, str]:
-    """A member with a changed password and an API token; returns the bearer header."""
-    create_user(client, client.headers["X-CSRF-Token"], name, password=f"{name}-first-pass-123")
-    with TestClient(client.app) as member:
-        csrf = login(member, name, f"{name}-first-pass-123")
-        res = member.post(
-            "/api/auth/change-password",
-            headers={"X-CSRF-Token": csrf},
-            json={
-                "current_password": f"{name}-first-pass-123",
-                "new_password": f"{name}-second-pass-456",
-            },
-        )
-        token = member.post(
-            "/api/auth/tokens",
-            json={"name": "t"},
-            headers={"X-CSRF-Token": res.json()["csrf_token"]},
-        ).json()["token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
 def test_members_see_only_their_own_servers(e2e_client: TestClient, lab_host: LabHost) -> None:
     admin_server = e2e_client.post("/api/servers", json=key_server(lab_host, "admins")).json()
-    members = {}
-    for name in ("mo", "mi"):
-        create_user(
-            e2e_client, e2e_client.headers["X-CSRF-Token"], name, password=f"{name}-first-pass-123"
-        )
-    for name in ("mo", "mi"):
-        with TestClient(e2e_client.app) as member:
-            csrf = login(member, name, f"{name}-first-pass-123")
-            res = member.post(
-                "/api/auth/change-password",
-                headers={"X-CSRF-Token": csrf},
-                json={
-                    "current_password": f"{name}-first-pass-123",
-                    "new_password": f"{name}-second-pass-456",
-                },
-            )
-            token = member.post(
-                "/api/auth/tokens",
-                json={"name": "t"},
-                headers={"X-CSRF-Token": res.json()["csrf_token"]},
-            ).json()["token"]
-            members[name] = {"Authorization": f"Bearer {token}"}
+    members = {name: member_headers(e2e_client, name) for name in ("mo", "mi")}
     anon = TestClient(e2e_client.app)
     mo_server = anon.post(
         "/api/servers", json=key_server(lab_host, "mos"), headers=members["mo"]

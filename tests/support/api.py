@@ -61,3 +61,24 @@ def run_in_app(client: TestClient, fn: Any, *args: Any) -> Any:
 
     assert client.portal is not None
     return client.portal.call(call)
+
+
+def member_headers(client: TestClient, name: str) -> dict[str, str]:
+    """A new member who changed the temporary password and holds an API token: bearer headers.
+
+    `client` must be signed in as an admin with its CSRF token in `client.headers`."""
+    first, second = f"{name}-first-pass-123", f"{name}-second-pass-456"
+    create_user(client, client.headers["X-CSRF-Token"], name, password=first)
+    with TestClient(client.app) as member:
+        csrf = login(member, name, first)
+        res = member.post(
+            "/api/auth/change-password",
+            headers={"X-CSRF-Token": csrf},
+            json={"current_password": first, "new_password": second},
+        )
+        token = member.post(
+            "/api/auth/tokens",
+            json={"name": "t"},
+            headers={"X-CSRF-Token": res.json()["csrf_token"]},
+        ).json()["token"]
+    return {"Authorization": f"Bearer {token}"}
