@@ -289,6 +289,7 @@ class LabHost:
         self.key_passphrase = lab.key_passphrase
         self.authorized_keys = self.dir / "authorized_keys.root"
         self.known_hosts = self.dir / "known_hosts"
+        self.home = self.dir / "home"  # HOME of lab sessions (see _write_sshd_config)
         self.password_auth = password_auth
         self.sshd_pid: int | None = None
         self.dockerd_pid: int | None = None
@@ -386,6 +387,7 @@ class LabHost:
         return proc.pid
 
     def _write_sshd_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
         self.sshd_config.write_text(
             "\n".join(
                 [
@@ -405,8 +407,10 @@ class LabHost:
                     "MaxStartups 100:30:200",
                     "MaxSessions 100",
                     "LogLevel VERBOSE",
-                    # sessions talk to this host's dockerd, not the control host's
-                    f"SetEnv DOCKER_HOST={self.docker_host}",
+                    # Sessions talk to this host's dockerd, not the control host's, and get an
+                    # empty HOME: the machine's own ~/.bashrc (pyenv init takes a lock under
+                    # ~/.pyenv) must not run in lab sessions, where teardown may kill a shell.
+                    f"SetEnv DOCKER_HOST={self.docker_host} HOME={self.home}",
                     "Subsystem sftp internal-sftp",
                     "",
                 ]
