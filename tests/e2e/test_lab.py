@@ -73,7 +73,7 @@ def test_ssh_docker_reaches_the_hosts_own_daemon(lab_host: LabHost) -> None:
 def test_sessions_do_not_run_the_machines_shell_start_up_files(lab_host: LabHost) -> None:
     # Root's ~/.bashrc here runs `pyenv init`, which waits on a lock that a killed session can
     # leave behind; lab sessions get their own empty HOME so that can never stall them.
-    assert lab_host.ssh("sh", "-c", "echo $HOME").stdout.strip() == str(lab_host.home)
+    assert lab_host.ssh("echo $HOME").stdout.strip() == str(lab_host.home)
 
 
 def test_passphrase_key_logs_in(lab_host: LabHost, tmp_path: Path) -> None:
