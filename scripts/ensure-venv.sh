@@ -19,7 +19,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
   fi
 fi
-stamp="$VENV/.installed$( [ -n "$extras" ] && echo -dev )"
+stamp="$VENV/.installed"
+if [ -n "$extras" ]; then
+  stamp="$VENV/.installed-dev"
+fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e ".$extras"
