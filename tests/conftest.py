@@ -1,4 +1,10 @@
-"""Shared fixtures: settings per test, an app client on SQLite and on PostgreSQL."""
+"""Shared fixtures: one app per test module and backend, its database reset before each test.
+
+`client` is the module's app (SQLite, then PostgreSQL: every API test runs on both) with its
+rows deleted and the first admin restored before the test: no new app, database or migrations
+per test. Tests that need other settings build their own app on `database_url`, a fresh
+database of the module's backend.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,22 @@ from fastapi.testclient import TestClient
 
 from deploymate.app import create_app
 from deploymate.config import Settings
-from tests.support import postgres, server
+from tests.support import database, postgres, server
 
 pytest_plugins = ["tests.support.fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ADMIN_PASSWORD = "correct-Horse-battery-42"
+TESTS = Path(__file__).parent
+# Every test module carries the marker of its folder, so `-m "not e2e"` and `-m unit` work.
+FOLDER_MARKERS = ("unit", "api", "cli", "browser", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, folder))
 
 
 def require(condition: bool, part: str) -> None:
@@ -26,25 +42,43 @@ def require(condition: bool, part: str) -> None:
         pytest.fail(f"required test part missing: {part}", pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """Real argon2id with light parameters inside the test process (production parameters
+    are checked in tests/unit/test_passwords.py; subprocess servers keep them)."""
+    with database.cheap_hashing():
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[postgres.PostgresServer]:
     try:
-        server = postgres.start()
+        pg = postgres.start()
     except postgres.PostgresMissing as exc:
         pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield pg
+    pg.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'deploymate.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _database(backend: str, request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'deploymate.db'}"
         return
-    server: postgres.PostgresServer = request.getfixturevalue("pg_server")
-    name = server.create_database()
-    yield server.url(name)
-    server.drop_database(name)
+    pg: postgres.PostgresServer = request.getfixturevalue("pg_server")
+    name = pg.create_database()
+    yield pg.url(name)
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of the module's backend, for a test that builds its own app."""
+    yield from _database(backend, request, tmp_path)
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
@@ -59,15 +93,27 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
     return Settings(**values)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return make_settings(tmp_path, database_url)
+@pytest.fixture(scope="module")
+def settings(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """The settings of the module's app."""
+    directory = tmp_path_factory.mktemp(f"app-{backend}")
+    for url in _database(backend, request, directory):
+        yield make_settings(directory, url)
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+@pytest.fixture(scope="module")
+def app_client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings), base_url="http://testserver") as test_client:
         yield test_client
+
+
+@pytest.fixture
+def client(app_client: TestClient) -> TestClient:
+    """The module's app with an empty database (but the first admin) and a fresh cookie jar."""
+    database.reset_app(app_client)
+    return app_client
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,23 @@ MIN_LENGTH = 12
 MAX_LENGTH = 256
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so both failures cost the same time.
-_DUMMY_HASH = _hasher.hash("dummy password for timing equalisation")
+# Verified against when the username is unknown, so both failures cost the same time. Made on
+# first use, not at import: a CLI call that never checks a password must not pay for a hash.
+_dummy_hash: str | None = None
+
+
+def use_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Swap the hasher (tests use light argon2id parameters); returns the previous one."""
+    global _hasher, _dummy_hash
+    previous, _hasher, _dummy_hash = _hasher, hasher, None
+    return previous
+
+
+def _dummy() -> str:
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("dummy password for timing equalisation")
+    return _dummy_hash
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +58,6 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False

@@ -14,7 +14,14 @@ from fastapi.testclient import TestClient
 
 from deploymate.deps import require_admin
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.api import audit_rows, create_user, login, member_headers, run_in_app
+from tests.support.api import (
+    audit_rows,
+    create_user,
+    login,
+    member_headers,
+    run_in_app,
+    second_client,
+)
 
 
 @pytest.fixture
@@ -37,7 +44,7 @@ def _needs_admin(dependant: Any) -> bool:
 
 def test_a_member_gets_403_on_every_admin_route(admin: TestClient) -> None:
     member = member_headers(admin, "plain")
-    anon = TestClient(admin.app)
+    anon = second_client(admin)
     routes = [
         r
         for r in _routes(admin.app.router.routes)
@@ -76,7 +83,7 @@ def test_disabling_ends_sessions_and_tokens_and_the_last_admin_is_protected(
     admin: TestClient,
 ) -> None:
     member = member_headers(admin, "dave")
-    anon = TestClient(admin.app)
+    anon = second_client(admin)
     assert anon.get("/api/auth/me", headers=member).status_code == 200
     dave = admin.get("/api/admin/users?q=dave").json()[0]
     assert (
@@ -103,10 +110,10 @@ def test_reset_password_gives_a_temporary_one_and_ends_sessions(admin: TestClien
     member = member_headers(admin, "erin")
     erin = admin.get("/api/admin/users?q=erin").json()[0]
     temp = admin.post(f"/api/admin/users/{erin['id']}/reset-password").json()["temporary_password"]
-    assert TestClient(admin.app).get("/api/auth/me", headers=member).status_code == 401
-    with TestClient(admin.app) as fresh:
-        login(fresh, "erin", temp)
-        assert fresh.get("/api/auth/me").json()["user"]["must_change_password"] is True
+    assert second_client(admin).get("/api/auth/me", headers=member).status_code == 401
+    fresh = second_client(admin)
+    login(fresh, "erin", temp)
+    assert fresh.get("/api/auth/me").json()["user"]["must_change_password"] is True
     assert temp not in repr(audit_rows(admin))
 
 
@@ -136,7 +143,7 @@ def test_bulk_actions_report_each_item(admin: TestClient) -> None:
 
 def test_upgrade_requests_flow(admin: TestClient) -> None:
     member = member_headers(admin, "gina")
-    anon = TestClient(admin.app)
+    anon = second_client(admin)
     res = anon.post(
         "/api/upgrade-requests",
         headers=member,
@@ -248,9 +255,9 @@ def test_saved_views_are_per_user_and_page(admin: TestClient) -> None:
         ("failed logins", "action=auth.login&outcome=failure")
     ]
     member = member_headers(admin, "hank")
-    assert TestClient(admin.app).get("/api/views?page=audit", headers=member).json() == []
+    assert second_client(admin).get("/api/views?page=audit", headers=member).json() == []
     assert (
-        TestClient(admin.app).delete(f"/api/views/{views[0]['id']}", headers=member).status_code
+        second_client(admin).delete(f"/api/views/{views[0]['id']}", headers=member).status_code
         == 404
     )
     assert admin.delete(f"/api/views/{views[0]['id']}").status_code == 204
@@ -275,7 +282,7 @@ def test_a_members_server_limit_and_the_more_servers_request(admin: TestClient) 
     import asyncssh
 
     member = member_headers(admin, "ivy")
-    anon = TestClient(admin.app)
+    anon = second_client(admin)
     key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
 
     def add(n: int) -> Any:

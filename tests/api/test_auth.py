@@ -12,7 +12,7 @@ from deploymate.app import create_app
 from deploymate.auth.models import AuthSession
 from deploymate.db import utcnow
 from tests.conftest import ADMIN_PASSWORD, make_settings
-from tests.support.api import audit_rows, create_user, login, run_in_app
+from tests.support.api import audit_rows, create_user, login, run_in_app, second_client
 
 NEW_PASSWORD = "a-much-Better-passphrase-7"
 
@@ -128,15 +128,15 @@ def test_change_password_ends_other_sessions_and_keeps_this_one(
     client: TestClient, settings
 ) -> None:  # type: ignore[no-untyped-def]
     csrf = login(client, "admin", ADMIN_PASSWORD)
-    with TestClient(client.app) as other:
-        login(other, "admin", ADMIN_PASSWORD)
-        res = client.post(
-            "/api/auth/change-password",
-            headers={"X-CSRF-Token": csrf},
-            json={"current_password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD},
-        )
-        assert res.status_code == 200, res.text
-        assert other.get("/api/auth/me").status_code == 401
+    other = second_client(client)
+    login(other, "admin", ADMIN_PASSWORD)
+    res = client.post(
+        "/api/auth/change-password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    assert res.status_code == 200, res.text
+    assert other.get("/api/auth/me").status_code == 401
     new_csrf = res.json()["csrf_token"]
     assert client.get("/api/auth/me").json()["csrf_token"] == new_csrf
     client.cookies.clear()

@@ -693,14 +693,6 @@ def test_an_oversized_bundle_is_refused_with_413(
     _assert_no_writes(before, _db_state(client), audits=0)  # refused at the edge, unread
 
 
-def test_the_analysis_refuses_oversized_bundles_itself() -> None:
-    report = bundle_format.analyse(
-        b"{}" * 600, current=bundle_format.CurrentState(), can_decrypt=bool, max_bytes=1024
-    )
-    assert report.fatal is not None and report.fatal.code == "bundle_too_large"
-    assert report.http_status == 413 and "limit is 1024 bytes" in report.fatal.message
-
-
 def test_a_multipart_request_without_a_bundle_is_refused(client: TestClient, world: World) -> None:
     res = client.post(DRY_RUN, headers=world.admin, files={"other": ("x.json", b"{}")})
     assert res.status_code == 422 and res.json()["code"] == "bundle_missing"

@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-import httpx
 from fastapi.testclient import TestClient
 
-from deploymate.audit.service import _scrub
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.api import login
-from tests.support.server import RunningServer
-
-
-def test_concurrent_guesses_cannot_outrun_the_throttle(running_server: RunningServer) -> None:
-    def guess(i: int) -> int:
-        res = httpx.post(
-            f"{running_server.url}/api/auth/login",
-            json={"username": "ghost", "password": f"wrong-guess-{i:04d}"},
-            timeout=30,
-        )
-        return res.status_code
-
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        statuses = list(pool.map(guess, range(12)))
-    assert statuses.count(401) == 5 and statuses.count(429) == 7, statuses
 
 
 def test_a_successful_login_resets_the_per_user_count(client: TestClient) -> None:
@@ -75,20 +56,3 @@ def test_null_fields_in_a_server_update_are_refused(client: TestClient) -> None:
         headers={"X-CSRF-Token": client.get("/api/auth/me").json()["csrf_token"]},
     )
     assert res.status_code == 422 and "host" in res.json()["detail"]
-
-
-def test_audit_details_scrub_secret_names_only_and_nested() -> None:
-    scrubbed = _scrub(
-        {
-            "host_key_pinned": True,
-            "password": "p",
-            "nested": {"api_token": "t"},
-            "items": [{"secret": "s", "name": "n"}],
-        }
-    )
-    assert scrubbed == {
-        "host_key_pinned": True,
-        "password": "[redacted]",
-        "nested": {"api_token": "[redacted]"},
-        "items": [{"secret": "[redacted]", "name": "n"}],
-    }

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from deploymate import db
 from deploymate.jobs import service as jobs
@@ -46,14 +42,3 @@ def test_concurrent_claimers_never_share_a_job(pg_server: PostgresServer) -> Non
     everything = [job_id for batch in claimed for job_id in batch]
     assert sorted(everything) == list(range(1, 31))  # each job once, none lost
     pg_server.drop_database(name)
-
-
-def test_worker_command_refuses_sqlite(tmp_path: Path) -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "deploymate.cli", "worker"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DEPLOYMATE_DATA_DIR": str(tmp_path)},
-        timeout=60,
-    )
-    assert res.returncode == 2 and "needs PostgreSQL" in res.stderr

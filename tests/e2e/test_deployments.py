@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import key_server
-from tests.support.api import audit_rows, member_headers
+from tests.support.api import audit_rows, member_headers, second_client
 from tests.support.deploy import fast_health, fetch, job_text, wait_job
 from tests.support.lab import LabHost
 
@@ -313,13 +313,13 @@ def test_a_member_cannot_use_another_members_server(
 ) -> None:
     sid = _server(e2e_client, lab_host, "admins-box")
     headers = member_headers(e2e_client, "mem1")
-    res = TestClient(e2e_client.app).post(
+    res = second_client(e2e_client).post(
         "/api/deployments",
         headers=headers,
         json={"name": "sneaky", "server_id": sid, "image": "dm-test/web:v1", "internal_port": 80},
     )
     assert res.status_code == 422 and "server_id" in res.json()["detail"]
-    local = TestClient(e2e_client.app).post(
+    local = second_client(e2e_client).post(
         "/api/deployments",
         headers=headers,
         json={"name": "sneaky", "server_id": None, "image": "dm-test/web:v1", "internal_port": 80},

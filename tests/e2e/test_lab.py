@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support import images
+from tests.support.fixtures import host_report
 from tests.support.lab import CONTROL_DOCKER_SOCK, NETNS_DIR, Lab, LabHost, fingerprint
 
 pytestmark = pytest.mark.e2e
@@ -192,3 +193,16 @@ def test_teardown_leaves_nothing_behind(test_images: dict[str, str]) -> None:
     assert not lab.root.exists()
     assert lab.password_user not in Path("/etc/passwd").read_text()
     assert host.name not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_failing_e2e_test_reports_the_hosts_logs(lab_host: LabHost) -> None:
+    images.build_images(lab_host.docker_host, [images.WEB_V1])
+    lab_host.docker("run", "--detach", "--name", "dm-report-probe", images.WEB_V1)
+    try:
+        report = host_report(lab_host)
+    finally:
+        lab_host.docker("rm", "--force", "dm-report-probe", check=False)
+    assert f"=== {lab_host.name}" in report
+    assert "--- sshd.log" in report and "Server listening" in report
+    assert "--- dockerd.log" in report
+    assert "dm-report-probe" in report and "dm-test web v1 starting" in report

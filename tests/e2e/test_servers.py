@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import key_server
-from tests.support.api import audit_rows, login, member_headers
+from tests.support.api import audit_rows, login, member_headers, second_client
 from tests.support.lab import LabHost
 
 
@@ -342,7 +342,7 @@ def test_known_hosts_prepare_writes_a_file_ssh_accepts(tmp_path: Path, lab_host:
 def test_members_see_only_their_own_servers(e2e_client: TestClient, lab_host: LabHost) -> None:
     admin_server = e2e_client.post("/api/servers", json=key_server(lab_host, "admins")).json()
     members = {name: member_headers(e2e_client, name) for name in ("mo", "mi")}
-    anon = TestClient(e2e_client.app)
+    anon = second_client(e2e_client)
     mo_server = anon.post(
         "/api/servers", json=key_server(lab_host, "mos"), headers=members["mo"]
     ).json()

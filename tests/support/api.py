@@ -69,16 +69,23 @@ def member_headers(client: TestClient, name: str) -> dict[str, str]:
     `client` must be signed in as an admin with its CSRF token in `client.headers`."""
     first, second = f"{name}-first-pass-123", f"{name}-second-pass-456"
     create_user(client, client.headers["X-CSRF-Token"], name, password=first)
-    with TestClient(client.app) as member:
-        csrf = login(member, name, first)
-        res = member.post(
-            "/api/auth/change-password",
-            headers={"X-CSRF-Token": csrf},
-            json={"current_password": first, "new_password": second},
-        )
-        token = member.post(
-            "/api/auth/tokens",
-            json={"name": "t"},
-            headers={"X-CSRF-Token": res.json()["csrf_token"]},
-        ).json()["token"]
+    member = second_client(client)
+    csrf = login(member, name, first)
+    res = member.post(
+        "/api/auth/change-password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": first, "new_password": second},
+    )
+    token = member.post(
+        "/api/auth/tokens",
+        json={"name": "t"},
+        headers={"X-CSRF-Token": res.json()["csrf_token"]},
+    ).json()["token"]
     return {"Authorization": f"Bearer {token}"}
+
+
+def second_client(client: TestClient) -> TestClient:
+    """Another browser on the same running app: its own cookie jar, the app's event loop."""
+    other = TestClient(client.app, base_url=str(client.base_url))
+    other.portal = client.portal
+    return other

@@ -78,3 +78,37 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("lab hosts")
     for name, up, down in _TIMINGS:
         terminalreporter.write_line(f"{name}: start-up {up:.2f}s, tear-down {down:.2f}s")
+
+
+def host_report(host: LabHost, lines: int = 40) -> str:
+    """What a lab host says about itself: daemon log tails, its containers and their logs."""
+    parts = [f"=== {host.name} ({host.address})"]
+    for log in ("sshd.log", "dockerd.log"):
+        path = host.dir / log
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        parts.append(f"--- {log} (last {lines} lines)\n" + "\n".join(text.splitlines()[-lines:]))
+    try:
+        ps = host.docker("ps", "--all", "--format", "{{.Names}}\t{{.Status}}", check=False)
+        parts.append("--- containers\n" + (ps.stdout.strip() or ps.stderr.strip() or "(none)"))
+        for name in [line.split("\t")[0] for line in ps.stdout.splitlines() if line.strip()]:
+            logs = host.docker("logs", "--tail", "20", name, check=False, timeout=20)
+            parts.append(f"--- logs of {name}\n" + (logs.stdout + logs.stderr).strip())
+    except Exception as exc:  # the host may be the very thing that broke
+        parts.append(f"--- docker unavailable: {exc}")
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """When an end-to-end test fails, attach every live lab host's logs to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    funcargs = getattr(item, "funcargs", {})
+    the_lab = funcargs.get("lab") or next(
+        (v.lab for v in funcargs.values() if isinstance(v, LabHost)), None
+    )
+    if report.failed and the_lab is not None and call.when in ("setup", "call"):
+        hosts = list(the_lab.hosts)
+        report.sections.append(
+            ("lab hosts", "\n\n".join(host_report(h) for h in hosts) or "(no live host)")
+        )

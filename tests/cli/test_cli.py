@@ -116,3 +116,14 @@ def test_login_stores_a_private_token_and_whoami_uses_it(
     assert not (tmp_path / "other.json").exists()
     nobody = run(["whoami"], {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "none.json")})
     assert nobody.returncode == 1 and "deploymate login" in nobody.stderr
+
+
+def test_worker_command_refuses_sqlite(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "deploymate.cli", "worker"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEPLOYMATE_DATA_DIR": str(tmp_path)},
+        timeout=60,
+    )
+    assert res.returncode == 2 and "needs PostgreSQL" in res.stderr

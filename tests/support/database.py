@@ -1,0 +1,74 @@
+"""Resetting a running test app between tests, and light password hashing for the test process.
+
+A module's tests share one app; before each test its rows are deleted (ids start at 1 again on
+both backends) and the first admin is put back, so a test sees what a fresh instance holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from deploymate import models  # noqa: F401  (every table registered: the whole schema)
+from deploymate.auth import passwords
+from deploymate.auth import service as auth_service
+from deploymate.db import Base
+from deploymate.jobs.models import Job
+from deploymate.notifications import service as notifications
+
+LIGHT_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@contextlib.contextmanager
+def cheap_hashing() -> Iterator[None]:
+    previous = passwords.use_hasher(LIGHT_HASHER)
+    try:
+        yield
+    finally:
+        passwords.use_hasher(previous)
+
+
+async def _wait_for_jobs(client: TestClient, timeout: float = 60) -> None:
+    """A test that left a job running must not see it finish into the next test's rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+            busy = (
+                await db.execute(select(Job.id).where(Job.status.in_(("queued", "running"))))
+            ).first()
+        if busy is None:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("a job of the previous test is still running")
+
+
+async def _reset(client: TestClient) -> None:
+    await _wait_for_jobs(client)
+    await notifications.drain(5)
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    tables = list(reversed(Base.metadata.sorted_tables))
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                await conn.execute(table.delete())
+    async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+        await auth_service.bootstrap_admin(db, client.app.state.settings)  # type: ignore[attr-defined]
+
+
+def reset_app(client: TestClient) -> None:
+    """Empty the app's database and bootstrap it again (the first admin from the settings, as at
+    start-up); forget cookies and extra headers."""
+    assert client.portal is not None, "the module's client must be entered (`with TestClient`)"
+    client.portal.call(_reset, client)
+    client.cookies.clear()
+    for header in ("X-CSRF-Token", "Authorization", "Origin"):
+        client.headers.pop(header, None)
