@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from deploymate import db
 from deploymate.auth import service as auth_service
-from deploymate.config import Settings
-from deploymate.errors import ConfigurationError, ValidationFailed
-from deploymate.servers import service as servers_service
-from deploymate.servers.credentials import cipher_from_settings
+from deploymate.core import db
+from deploymate.core.config import Settings
+from deploymate.core.crypto import cipher_from_settings
+from deploymate.core.errors import ConfigurationError, ValidationFailed
+from deploymate.servers import credentials
 
 log = logging.getLogger("deploymate")
 
@@ -25,8 +25,18 @@ def announce_bootstrap_password(username: str, password: str) -> None:
     )
 
 
+def private_data_dir(settings: Settings) -> None:
+    """The data dir holds the database and the key file: readable by its owner only."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        settings.data_dir.chmod(0o700)
+    except OSError as exc:
+        log.warning("cannot make %s private (mode 0700): %s", settings.data_dir, exc.strerror)
+
+
 async def prepare_database(settings: Settings, *, bootstrap: bool = True) -> None:
     """Migrate; with `bootstrap`, also refuse a wrong key and create the first admin."""
+    private_data_dir(settings)
     engine = db.make_engine(settings.resolved_database_url)
     try:
         await db.upgrade(engine)
@@ -34,7 +44,7 @@ async def prepare_database(settings: Settings, *, bootstrap: bool = True) -> Non
             return
         cipher = cipher_from_settings(settings)
         async with db.session_factory(engine)() as session:
-            states = await servers_service.credential_states(session, cipher)
+            states = await credentials.states(session, cipher=cipher)
             unreadable = [s.server.name for s in states if s.state == "undecryptable"]
             if unreadable:
                 raise ConfigurationError(
@@ -43,13 +53,13 @@ async def prepare_database(settings: Settings, *, bootstrap: bool = True) -> Non
                     "wrong key? `deploymate credentials audit` lists them"
                 )
             try:
-                generated = await auth_service.bootstrap_admin(session, settings)
+                generated = await auth_service.bootstrap_admin(session, settings=settings)
             except ValidationFailed as exc:
-                problem = exc.detail.split(": ", 1)[-1]
+                problem = exc.message
                 raise ConfigurationError(
                     f"invalid configuration: DEPLOYMATE_ADMIN_PASSWORD {problem}"
                 ) from None
-            encrypted = await servers_service.encrypt_plaintext(session, cipher)
+            encrypted = await credentials.encrypt_plaintext(session, cipher=cipher)
         if generated:
             announce_bootstrap_password(settings.admin_username, generated)
         if encrypted:

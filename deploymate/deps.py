@@ -1,20 +1,25 @@
-"""FastAPI dependencies: the database session, the caller, CSRF and role checks, in one place."""
+"""FastAPI dependencies for every route and page, in one place: the context, the database
+session, the caller (session cookie or API token, CSRF, forced password change) and roles.
+
+The edge layer: routes and pages import it; no use case does. Who a session cookie or an API
+token belongs to is the accounts domain's answer, handed in by the composition root (app.py)
+as `app.state.identify`."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.audit.service import Actor
-from deploymate.auth import service as auth_service
-from deploymate.auth import tokens
-from deploymate.auth.models import User
-from deploymate.config import Settings
-from deploymate.errors import NotAuthenticated, PermissionDenied
+from deploymate.context import AppContext
+from deploymate.core import tokens
+from deploymate.core.caller import Caller
+from deploymate.core.config import Settings
+from deploymate.core.errors import NotAuthenticated, PermissionDenied
+from deploymate.core.ids import MAX_ID
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -31,40 +36,74 @@ PENDING_PASSWORD_ALLOWED = frozenset(
 )
 
 
+class Identify(Protocol):
+    """Who holds this API token (tried first) or session cookie; None when nobody valid does.
+
+    Raises NotAuthenticated for a token that is invalid or revoked."""
+
+    async def __call__(
+        self,
+        db: AsyncSession,
+        *,
+        settings: Settings,
+        api_token: str | None,
+        session_secret: str | None,
+        client_address: str | None,
+    ) -> Caller | None: ...
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessions() as session:
+    async with get_context(request).sessions() as session:
         yield session
 
 
+ContextDep = Annotated[AppContext, Depends(get_context)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[AsyncSession, Depends(get_db)]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller and how they authenticated."""
-
-    user: User
-    via: Literal["session", "token"]
-    session_secret: str | None
-    client_address: str | None
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(self.user.id, self.user.username, self.client_address)
-
-    @property
-    def csrf_token(self) -> str | None:
-        return tokens.csrf_for(self.session_secret) if self.session_secret else None
+# Every id in a path: a positive 32-bit integer; anything else is a 422, never a 500.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The peer's address; behind a trusted reverse proxy, the client it names in
+    X-Forwarded-For (the right-most address that is not itself a trusted proxy)."""
+    peer = request.client.host if request.client else None
+    trusted = get_settings(request).trusted_proxy_networks
+    if peer is None or not trusted or not _within(peer, trusted):
+        return peer
+    forwarded = [p.strip() for p in request.headers.get("x-forwarded-for", "").split(",")]
+    for hop in reversed([p for p in forwarded if p]):
+        if not _within(hop, trusted):
+            return hop if _is_address(hop) else peer
+    return peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(
+    address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def session_secret(request: Request, settings: Settings) -> str | None:
@@ -103,48 +142,43 @@ async def check_csrf(request: Request, secret: str) -> None:
         raise PermissionDenied("missing or invalid CSRF token", code="csrf_failed")
 
 
-async def optional_principal(
-    request: Request, db: DbDep, settings: SettingsDep
-) -> Principal | None:
-    address = client_address(request)
-    token = bearer_token(request)
-    if token is not None:
-        user = await auth_service.user_for_api_token(db, token)
-        if user is None:
-            raise NotAuthenticated("invalid or revoked API token", code="invalid_token")
-        return Principal(user=user, via="token", session_secret=None, client_address=address)
-    secret = session_secret(request, settings)
-    if secret is None:
-        return None
-    user = await auth_service.user_for_session(db, settings, secret)
-    if user is None:
-        return None
-    return Principal(user=user, via="session", session_secret=secret, client_address=address)
+async def optional_caller(request: Request, db: DbDep, settings: SettingsDep) -> Caller | None:
+    identify: Identify = request.app.state.identify
+    return await identify(
+        db,
+        settings=settings,
+        api_token=bearer_token(request),
+        session_secret=session_secret(request, settings),
+        client_address=client_address(request),
+    )
 
 
-async def current_principal(
-    request: Request, principal: Annotated[Principal | None, Depends(optional_principal)]
-) -> Principal:
+async def current_caller(
+    request: Request, caller: Annotated[Caller | None, Depends(optional_caller)]
+) -> Caller:
     """Every authenticated route goes through here: login, CSRF and forced password change."""
-    if principal is None:
+    if caller is None:
         raise NotAuthenticated("authentication required")
-    if principal.via == "session" and request.method not in SAFE_METHODS:
-        assert principal.session_secret is not None
-        await check_csrf(request, principal.session_secret)
-    if principal.user.must_change_password and request.url.path not in PENDING_PASSWORD_ALLOWED:
+    if caller.via == "session" and request.method not in SAFE_METHODS:
+        assert caller.session_secret is not None
+        await check_csrf(request, caller.session_secret)
+    if caller.must_change_password and request.url.path not in PENDING_PASSWORD_ALLOWED:
         raise PermissionDenied(
             "you must change your password first", code="password_change_required"
         )
-    return principal
+    return caller
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-
-
-async def require_admin(principal: CurrentPrincipal) -> Principal:
-    if not principal.user.is_admin:
+async def require_admin(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+    if not caller.is_admin:
         raise PermissionDenied("admin role required", code="admin_required")
-    return principal
+    return caller
 
 
-AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
+CallerDep = Annotated[Caller, Depends(current_caller)]
+AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+def csrf_token(caller: Caller | None) -> str | None:
+    return tokens.csrf_for(caller.session_secret) if caller and caller.session_secret else None

@@ -3,6 +3,7 @@
 from deploymate.admin.models import SavedView, UpgradeRequest
 from deploymate.audit.models import AuditEvent
 from deploymate.auth.models import ApiToken, AuthSession, User
+from deploymate.core.events import EventRecord
 from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
 from deploymate.jobs.models import DeployLock, Job, JobEvent
 from deploymate.notifications.models import Notification, Webhook, WebhookDelivery
@@ -16,6 +17,7 @@ __all__ = [
     "Deployment",
     "DeploymentEvent",
     "DeploymentTemplate",
+    "EventRecord",
     "Job",
     "JobEvent",
     "Notification",

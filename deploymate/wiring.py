@@ -1,21 +1,30 @@
-"""Composition root: the long-lived parts and the job worker, for `serve` and `worker`."""
+"""Composition root: what runs beside the web app in `serve` and alone in `worker`.
+
+Job handlers and event subscribers are registered here, and only here: the domains that emit
+events or queue jobs never import the ones that react to them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from deploymate import db
-from deploymate.config import Settings
+from deploymate.context import AppContext
 from deploymate.deployments import jobs as deployment_jobs
 from deploymate.jobs.worker import Worker
-from deploymate.notifications import service as notifications
+from deploymate.notifications import outbox
+from deploymate.notifications.service import EVENTS
+from deploymate.notifications.subscriber import NotifyOnEvent
 from deploymate.runtime.ssh import SSHPool
-from deploymate.servers.credentials import cipher_from_settings
-from deploymate.services import Services
+
+
+def subscribe(context: AppContext) -> None:
+    """Who reacts to which event."""
+    notify = NotifyOnEvent(context.settings, context.sessions)
+    for name in EVENTS:
+        context.bus.subscribe(name, notify)
 
 
 async def _close_idle_connections(pool: SSHPool, every: float = 30.0) -> None:
@@ -25,36 +34,36 @@ async def _close_idle_connections(pool: SSHPool, every: float = 30.0) -> None:
 
 
 @asynccontextmanager
-async def running(
-    settings: Settings, *, embedded: bool
-) -> AsyncIterator[tuple[AsyncEngine, Services]]:
-    """Engine, services and a started worker; everything is closed on the way out.
+async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worker]:
+    """The job worker, the event bus and the SSH reaper, all stopped on the way out.
 
     `embedded` is the worker inside `deploymate serve`; with SQLite it is the only process, so
     at start-up every job still marked running was orphaned by a previous process."""
-    engine = db.make_engine(settings.resolved_database_url)
-    pool = SSHPool()
-    services = Services(
-        settings=settings,
-        sessions=db.session_factory(engine),
-        cipher=cipher_from_settings(settings),
-        pool=pool,
-    )
+    settings = context.settings
     worker = Worker(
-        services.sessions,
-        services,
+        context.sessions,
+        context,
         deployment_jobs.HANDLERS,
         recover=deployment_jobs.reconcile,
         single_process=embedded and settings.resolved_database_url.startswith("sqlite"),
+        concurrency=settings.worker_concurrency,
     )
-    services.wake_worker.append(worker.wake)
-    reaper = asyncio.create_task(_close_idle_connections(pool))
+    context.on_wake(worker.wake)
+    subscribe(context)
+    background = [
+        asyncio.create_task(_close_idle_connections(context.pool), name="ssh-reaper"),
+        asyncio.create_task(context.bus.run(context.sessions), name="event-bus"),
+    ]
     await worker.start()
     try:
-        yield engine, services
+        yield worker
     finally:
-        await notifications.drain(5)  # let in-flight webhook deliveries finish their rows
+        await outbox.drain(5)  # let in-flight webhook deliveries finish their rows
         await worker.stop()
-        reaper.cancel()
-        await pool.close_all()
-        await engine.dispose()
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await context.pool.close_all()
+        await context.engine.dispose()

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deploymate.app import create_app
-from deploymate.config import Settings
+from deploymate.core.config import Settings
 from tests.support import database, postgres, server
 
 pytest_plugins = ["tests.support.fixtures"]

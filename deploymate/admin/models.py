@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from deploymate.db import Base, UTCDateTime, utcnow
+from deploymate.core.db import Base, UTCDateTime, utcnow
 
 
 class UpgradeRequest(Base):

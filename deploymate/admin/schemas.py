@@ -1,4 +1,4 @@
-"""Shapes for users admin, upgrade requests, audit queries and saved views."""
+"""Shapes for users admin, upgrade requests and saved views."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from deploymate.auth.models import Role
+from deploymate.core.ids import Id
 
 Text100 = Annotated[str, StringConstraints(max_length=100, pattern=r"^[^\x00]*$")]
 
@@ -30,7 +31,7 @@ class UserUpdate(BaseModel):
 class BulkUsers(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal["disable", "enable", "set_role"]
-    ids: Annotated[list[int], Field(min_length=1, max_length=500)]
+    ids: Annotated[list[Id], Field(min_length=1, max_length=500)]
     role: Role | None = None
 
 
@@ -79,39 +80,7 @@ class Decision(BaseModel):
 
 
 class BulkDecision(Decision):
-    ids: Annotated[list[int], Field(min_length=1, max_length=500)]
-
-
-class AuditFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    actor: Text100 | None = None
-    action: Text100 | None = None
-    target_type: Text100 | None = None
-    outcome: Literal["success", "failure"] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    q: Text100 | None = None
-
-
-class AuditEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    created_at: datetime
-    actor_id: int | None
-    actor_name: str | None
-    client_address: str | None
-    action: str
-    target_type: str | None
-    target_id: str | None
-    outcome: str
-    details: dict[str, object]
-
-
-class AuditPage(BaseModel):
-    items: list[AuditEventOut]
-    total: int
-    page: int
-    per_page: int
+    ids: Annotated[list[Id], Field(min_length=1, max_length=500)]
 
 
 class SavedViewIn(BaseModel):

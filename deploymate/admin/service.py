@@ -1,4 +1,9 @@
-"""Users admin and upgrade requests: the use cases behind /api/admin and the console."""
+"""Users admin, upgrade requests and saved views: the use cases behind /api/admin and the console.
+
+The last active admin can be neither disabled nor demoted, even by two requests at once: every
+change that takes an admin away first locks the active admins' rows (an UPDATE: row locks on
+PostgreSQL, the write lock on SQLite), then counts, so concurrent changes are counted in turn.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.admin.models import SavedView, UpgradeRequest
 from deploymate.admin.schemas import BulkResult, UpgradeFilters, UserFilters, UserUpdate
 from deploymate.audit import service as audit
-from deploymate.audit.service import Actor
 from deploymate.auth import service as auth_service
-from deploymate.auth.models import ApiToken, Role, User
-from deploymate.db import utcnow
-from deploymate.errors import Conflict, DeployMateError, NotFound, ValidationFailed
+from deploymate.auth.models import Role, User
+from deploymate.core import events
+from deploymate.core.caller import Caller
+from deploymate.core.db import utcnow
+from deploymate.core.errors import Conflict, DeployMateError, NotFound, ValidationFailed
 
 MORE_SERVERS_STEP = 5
+DECIDED = "upgrade_request.decided"
 
 
-async def list_users(db: AsyncSession, filters: UserFilters) -> list[User]:
+async def list_users(db: AsyncSession, *, filters: UserFilters) -> list[User]:
     stmt = select(User).order_by(User.username)
     if filters.q:
         stmt = stmt.where(User.username.ilike(f"%{_escape_like(filters.q)}%", escape="\\"))
@@ -34,33 +41,26 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def get_user(db: AsyncSession, user_id: int) -> User:
-    user = await db.get(User, user_id)
-    if user is None:
-        raise NotFound(f"no such user: {user_id}")
-    return user
+async def get_user(db: AsyncSession, *, user_id: int) -> User:
+    return await auth_service.get(db, user_id=user_id)
 
 
 async def _other_active_admins(db: AsyncSession, user: User) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(User)
-        .where(User.role == Role.admin.value, User.is_active.is_(True), User.id != user.id)
+    """Active admins besides `user`, counted after locking every active admin's row."""
+    active_admin = (User.role == Role.admin.value, User.is_active.is_(True))
+    await db.execute(
+        update(User)
+        .where(*active_admin)
+        .values(role=User.role)
+        .execution_options(synchronize_session=False)
     )
+    stmt = select(func.count()).select_from(User).where(*active_admin, User.id != user.id)
     return int((await db.execute(stmt)).scalar_one())
 
 
-async def _end_access(db: AsyncSession, user: User) -> None:
-    """A disabled user loses every session and API token at once."""
-    await auth_service.end_all_sessions(db, user.id)
-    await db.execute(
-        update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-
-
-async def apply_update(db: AsyncSession, actor: Actor, user: User, change: UserUpdate) -> list[str]:
+async def apply_update(
+    db: AsyncSession, *, caller: Caller, user: User, change: UserUpdate
+) -> list[str]:
     """Apply a change in the caller's transaction; returns the names of the fields changed."""
     losing_admin = (
         user.is_admin
@@ -78,11 +78,11 @@ async def apply_update(db: AsyncSession, actor: Actor, user: User, change: UserU
             setattr(user, field, value)
             changed.append(field)
     if "is_active" in changed and not user.is_active:
-        await _end_access(db, user)
+        await auth_service.end_access(db, user_id=user.id)  # sessions and API tokens end now
     if changed:
         await audit.record(
             db,
-            actor=actor,
+            caller=caller,
             action="user.update",
             target_type="user",
             target_id=user.id,
@@ -91,28 +91,30 @@ async def apply_update(db: AsyncSession, actor: Actor, user: User, change: UserU
     return changed
 
 
-async def update_user(db: AsyncSession, actor: Actor, user_id: int, change: UserUpdate) -> User:
-    user = await get_user(db, user_id)
-    await apply_update(db, actor, user, change)
+async def update_user(
+    db: AsyncSession, *, caller: Caller, user_id: int, change: UserUpdate
+) -> User:
+    user = await get_user(db, user_id=user_id)
+    await apply_update(db, caller=caller, user=user, change=change)
     await db.commit()
     return user
 
 
-async def reset_password(db: AsyncSession, actor: Actor, user_id: int) -> str:
-    user = await get_user(db, user_id)
+async def reset_password(db: AsyncSession, *, caller: Caller, user_id: int) -> str:
+    user = await get_user(db, user_id=user_id)
     generated = await auth_service.reset_password(
-        db, actor=actor, username=user.username, new_password=None
+        db, caller=caller, username=user.username, new_password=None
     )
     assert generated is not None
     return generated
 
 
 async def bulk(
-    db: AsyncSession, actor: Actor, action: str, ids: Sequence[int], role: Role | None
+    db: AsyncSession, *, caller: Caller, action: str, ids: Sequence[int], role: Role | None
 ) -> list[BulkResult]:
     """Each item succeeds or fails on its own; the results say which and why."""
     if action == "set_role" and role is None:
-        raise ValidationFailed("role: required for set_role")
+        raise ValidationFailed("required for set_role", field="role")
     change = {
         "disable": UserUpdate(is_active=False),
         "enable": UserUpdate(is_active=True),
@@ -125,9 +127,10 @@ async def bulk(
             results.append(BulkResult(id=user_id, ok=False, detail="no such user"))
             continue
         try:  # every check runs before any change, so a refused item leaves nothing behind
-            changed = await apply_update(db, actor, user, change)
+            changed = await apply_update(db, caller=caller, user=user, change=change)
             await db.commit()
         except DeployMateError as exc:
+            await db.rollback()
             results.append(BulkResult(id=user_id, ok=False, detail=exc.detail))
             continue
         results.append(
@@ -140,8 +143,10 @@ async def bulk(
 
 
 async def request_upgrade(
-    db: AsyncSession, actor: Actor, user: User, kind: str, reason: str
+    db: AsyncSession, *, caller: Caller, kind: str, reason: str
 ) -> UpgradeRequest:
+    assert caller.user_id is not None
+    user = await get_user(db, user_id=caller.user_id)
     pending = await db.execute(
         select(UpgradeRequest.id).where(
             UpgradeRequest.user_id == user.id,
@@ -154,13 +159,13 @@ async def request_upgrade(
     if (kind == "admin_role" and user.is_admin) or (
         kind == "local_deployments" and (user.is_admin or user.can_deploy_local)
     ):
-        raise ValidationFailed("kind: you already have this right")
+        raise ValidationFailed("you already have this right", field="kind")
     row = UpgradeRequest(user_id=user.id, kind=kind, reason=reason)
     db.add(row)
     await db.flush()
     await audit.record(
         db,
-        actor=actor,
+        caller=caller,
         action="upgrade_request.create",
         target_type="upgrade_request",
         target_id=row.id,
@@ -170,17 +175,17 @@ async def request_upgrade(
     return row
 
 
-async def my_requests(db: AsyncSession, user: User) -> list[UpgradeRequest]:
+async def my_requests(db: AsyncSession, *, caller: Caller) -> list[UpgradeRequest]:
     rows = await db.execute(
         select(UpgradeRequest)
-        .where(UpgradeRequest.user_id == user.id)
+        .where(UpgradeRequest.user_id == caller.user_id)
         .order_by(UpgradeRequest.id.desc())
     )
     return list(rows.scalars())
 
 
 async def list_requests(
-    db: AsyncSession, filters: UpgradeFilters
+    db: AsyncSession, *, filters: UpgradeFilters
 ) -> list[tuple[UpgradeRequest, str]]:
     stmt = (
         select(UpgradeRequest, User.username)
@@ -203,15 +208,15 @@ async def list_requests(
 
 
 async def decide(
-    db: AsyncSession, actor: Actor, request_id: int, decision: str, note: str
+    db: AsyncSession, *, caller: Caller, request_id: int, decision: str, note: str
 ) -> UpgradeRequest:
-    """Approve (and apply) or reject a pending request; the caller commits and notifies."""
+    """Approve (and apply) or reject a pending request, and tell the member (event)."""
     row = await db.get(UpgradeRequest, request_id)
     if row is None:
         raise NotFound(f"no such upgrade request: {request_id}")
     if row.status != "pending":
         raise Conflict(f"request {request_id} was already {row.status}", code="already_decided")
-    user = await get_user(db, row.user_id)
+    user = await get_user(db, user_id=row.user_id)
     if decision == "approve":
         if row.kind == "local_deployments":
             user.can_deploy_local = True
@@ -221,36 +226,44 @@ async def decide(
             user.server_limit += MORE_SERVERS_STEP
     row.status = "approved" if decision == "approve" else "rejected"
     row.note = note or None
-    row.decided_by = actor.username
+    row.decided_by = caller.username
     row.decided_at = utcnow()
     await audit.record(
         db,
-        actor=actor,
+        caller=caller,
         action=f"upgrade_request.{row.status}",
         target_type="upgrade_request",
         target_id=row.id,
         details={"kind": row.kind, "user": user.username},
     )
+    text = f"Your request for {row.kind.replace('_', ' ')} was {row.status}" + (
+        f": {row.note}" if row.note else "."
+    )
+    events.emit(db, DECIDED, {"text": text, "link": "/app/upgrade-requests", "user_ids": [user.id]})
+    await db.commit()
     return row
 
 
 # Saved views
 
 
-async def list_views(db: AsyncSession, user: User, page: str) -> list[SavedView]:
+async def list_views(db: AsyncSession, *, caller: Caller, page: str) -> list[SavedView]:
     rows = await db.execute(
         select(SavedView)
-        .where(SavedView.user_id == user.id, SavedView.page == page)
+        .where(SavedView.user_id == caller.user_id, SavedView.page == page)
         .order_by(SavedView.name)
     )
     return list(rows.scalars())
 
 
-async def save_view(db: AsyncSession, user: User, page: str, name: str, query: str) -> SavedView:
+async def save_view(
+    db: AsyncSession, *, caller: Caller, page: str, name: str, query: str
+) -> SavedView:
+    assert caller.user_id is not None
     existing = (
         await db.execute(
             select(SavedView).where(
-                SavedView.user_id == user.id, SavedView.page == page, SavedView.name == name
+                SavedView.user_id == caller.user_id, SavedView.page == page, SavedView.name == name
             )
         )
     ).scalar_one_or_none()
@@ -258,15 +271,15 @@ async def save_view(db: AsyncSession, user: User, page: str, name: str, query: s
         existing.query = query
         view = existing
     else:
-        view = SavedView(user_id=user.id, page=page, name=name, query=query.lstrip("?"))
+        view = SavedView(user_id=caller.user_id, page=page, name=name, query=query.lstrip("?"))
         db.add(view)
     await db.commit()
     return view
 
 
-async def delete_view(db: AsyncSession, user: User, view_id: int) -> None:
+async def delete_view(db: AsyncSession, *, caller: Caller, view_id: int) -> None:
     view = await db.get(SavedView, view_id)
-    if view is None or view.user_id != user.id:
+    if view is None or view.user_id != caller.user_id:
         raise NotFound(f"no such view: {view_id}")
     await db.delete(view)
     await db.commit()

@@ -8,16 +8,16 @@ from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
-from deploymate.admin.schemas import AuditFilters
 from deploymate.audit.models import AuditEvent
-from deploymate.errors import ValidationFailed
+from deploymate.audit.schemas import AuditFilters
+from deploymate.core.errors import ValidationFailed
 
 EXPORT_LIMIT = 50_000
 
 
 def _filtered(filters: AuditFilters) -> Select[Any]:
     if filters.since and filters.until and filters.since > filters.until:
-        raise ValidationFailed("since: must be before until")
+        raise ValidationFailed("must be before until", field="since")
     stmt = select(AuditEvent)
     if filters.actor:
         stmt = stmt.where(AuditEvent.actor_name == filters.actor)
@@ -51,7 +51,7 @@ def _filtered(filters: AuditFilters) -> Select[Any]:
 
 
 async def page(
-    db: AsyncSession, filters: AuditFilters, page_no: int, per_page: int
+    db: AsyncSession, *, filters: AuditFilters, page_no: int, per_page: int
 ) -> tuple[list[AuditEvent], int]:
     stmt = _filtered(filters)
     total = int((await db.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one())
@@ -61,6 +61,6 @@ async def page(
     return list(rows.scalars()), total
 
 
-async def export(db: AsyncSession, filters: AuditFilters) -> list[AuditEvent]:
+async def export(db: AsyncSession, *, filters: AuditFilters) -> list[AuditEvent]:
     rows = await db.execute(_filtered(filters).order_by(AuditEvent.id.desc()).limit(EXPORT_LIMIT))
     return list(rows.scalars())

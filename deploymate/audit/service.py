@@ -1,8 +1,7 @@
-"""Record audit events; every module calls `record` for security-relevant actions."""
+"""Record audit events; every domain calls `record` for security-relevant actions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit.models import AuditEvent
+from deploymate.core.caller import Caller
 
 # Detail keys whose values are never written to the log, whatever a caller passes.
 _SECRET_NAMES = frozenset(
@@ -28,15 +28,6 @@ _SECRET_NAMES = frozenset(
 _SECRET_SUFFIXES = ("_password", "_token", "_secret", "_passphrase")
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who did something and from where."""
-
-    user_id: int | None
-    username: str | None
-    client_address: str | None
-
-
 def _is_secret(key: str) -> bool:
     key = key.lower()
     return key in _SECRET_NAMES or key.endswith(_SECRET_SUFFIXES)
@@ -53,7 +44,7 @@ def _scrub(value: Any) -> Any:
 async def record(
     db: AsyncSession,
     *,
-    actor: Actor,
+    caller: Caller,
     action: str,
     target_type: str | None = None,
     target_id: str | int | None = None,
@@ -62,9 +53,9 @@ async def record(
 ) -> AuditEvent:
     """Add an event to the session; the caller's commit makes it durable with its change."""
     event = AuditEvent(
-        actor_id=actor.user_id,
-        actor_name=actor.username,
-        client_address=actor.client_address,
+        actor_id=caller.user_id,
+        actor_name=caller.username,
+        client_address=caller.client_address,
         action=action,
         target_type=target_type,
         target_id=None if target_id is None else str(target_id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Response
 
-from deploymate.config import Settings
+from deploymate.core.config import Settings
 
 
 def set_session_cookie(response: Response, settings: Settings, secret: str) -> None:

@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from deploymate.db import Base, UTCDateTime, utcnow
+from deploymate.core.db import Base, UTCDateTime, utcnow
 
 
 class Role(StrEnum):

@@ -15,7 +15,15 @@ from deploymate.auth.schemas import (
     TokenOut,
     UserOut,
 )
-from deploymate.deps import CurrentPrincipal, DbDep, SettingsDep, client_address, session_secret
+from deploymate.deps import (
+    CallerDep,
+    DbDep,
+    IdPath,
+    SettingsDep,
+    client_address,
+    csrf_token,
+    session_secret,
+)
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -26,7 +34,7 @@ async def login(
 ) -> LoginResponse:
     new = await service.login(
         db,
-        settings,
+        settings=settings,
         username=body.username,
         password=body.password,
         client_address=client_address(request),
@@ -38,18 +46,16 @@ async def login(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(
-    principal: CurrentPrincipal, response: Response, db: DbDep, settings: SettingsDep
-) -> None:
-    await service.logout(db, actor=principal.actor, secret=principal.session_secret)
+async def logout(me: CallerDep, response: Response, db: DbDep, settings: SettingsDep) -> None:
+    await service.logout(db, caller=me)
     clear_session_cookie(response, settings)
 
 
 @router.get("/me")
-async def me(principal: CurrentPrincipal) -> LoginResponse:
-    return LoginResponse(
-        user=UserOut.model_validate(principal.user), csrf_token=principal.csrf_token
-    )
+async def who_am_i(me: CallerDep, db: DbDep) -> LoginResponse:
+    assert me.user_id is not None
+    user = await service.get(db, user_id=me.user_id)
+    return LoginResponse(user=UserOut.model_validate(user), csrf_token=csrf_token(me))
 
 
 @router.post("/change-password")
@@ -57,24 +63,21 @@ async def change_password(
     body: ChangePasswordRequest,
     request: Request,
     response: Response,
-    principal: CurrentPrincipal,
+    me: CallerDep,
     db: DbDep,
     settings: SettingsDep,
 ) -> LoginResponse:
-    """Ends every session of the user, then opens a fresh one for this browser."""
-    await service.change_password(
-        db,
-        actor=principal.actor,
-        user=principal.user,
-        current_password=body.current_password,
-        new_password=body.new_password,
+    """Ends every session and API token of the user, then opens a fresh session for this
+    browser (a token-authenticated call gets none: its token has ended too)."""
+    user = await service.change_password(
+        db, caller=me, current_password=body.current_password, new_password=body.new_password
     )
-    if principal.via == "token":
-        return LoginResponse(user=UserOut.model_validate(principal.user), csrf_token=None)
+    if me.via == "token":
+        return LoginResponse(user=UserOut.model_validate(user), csrf_token=None)
     new = await service.issue_session(
         db,
-        settings,
-        principal.user,
+        settings=settings,
+        user=user,
         client_address=client_address(request),
         user_agent=request.headers.get("user-agent"),
     )
@@ -83,22 +86,16 @@ async def change_password(
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
-async def create_token(body: TokenCreate, principal: CurrentPrincipal, db: DbDep) -> TokenCreated:
-    row, token = await service.create_api_token(
-        db, actor=principal.actor, user=principal.user, name=body.name
-    )
+async def create_token(body: TokenCreate, me: CallerDep, db: DbDep) -> TokenCreated:
+    row, token = await service.create_api_token(db, caller=me, name=body.name)
     return TokenCreated(id=row.id, name=row.name, token=token)
 
 
 @router.get("/tokens")
-async def list_tokens(principal: CurrentPrincipal, db: DbDep) -> list[TokenOut]:
-    return [
-        TokenOut.model_validate(t) for t in await service.list_api_tokens(db, user=principal.user)
-    ]
+async def list_tokens(me: CallerDep, db: DbDep) -> list[TokenOut]:
+    return [TokenOut.model_validate(t) for t in await service.list_api_tokens(db, caller=me)]
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_token(token_id: int, principal: CurrentPrincipal, db: DbDep) -> None:
-    await service.revoke_api_token(
-        db, actor=principal.actor, user=principal.user, token_id=token_id
-    )
+async def revoke_token(token_id: IdPath, me: CallerDep, db: DbDep) -> None:
+    await service.revoke_api_token(db, caller=me, token_id=token_id)

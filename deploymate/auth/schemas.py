@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from deploymate.auth.models import Role
-from deploymate.auth.passwords import MAX_LENGTH
+from deploymate.core.passwords import MAX_LENGTH
 
 Username = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -49,9 +49,18 @@ class LoginResponse(BaseModel):
     csrf_token: str | None
 
 
+# A name shown in lists: any printable text, never a control character.
+PrintableName = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=100, strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+    name: PrintableName
 
 
 class TokenCreated(BaseModel):

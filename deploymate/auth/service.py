@@ -12,15 +12,27 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit import service as audit
-from deploymate.audit.service import Actor
-from deploymate.auth import tokens
 from deploymate.auth.models import ApiToken, AuthSession, Role, User
-from deploymate.auth.passwords import hash_password, password_problem, verify_password
-from deploymate.config import Settings
-from deploymate.db import utcnow
-from deploymate.errors import Conflict, NotAuthenticated, NotFound, RateLimited, ValidationFailed
+from deploymate.core import tokens
+from deploymate.core.caller import Caller
+from deploymate.core.config import Settings
+from deploymate.core.db import utcnow
+from deploymate.core.errors import (
+    Conflict,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    ValidationFailed,
+)
+from deploymate.core.passwords import hash_password, password_problem, verify_password
 
 INVALID_LOGIN = "invalid username or password"
+LOGIN = "auth.login"
+# Once a username has had too many failures (from anywhere), every further attempt for it
+# waits this long, doubling per failure up to the cap: guessing slows down, the owner still
+# gets in from an address that never failed.
+BACKOFF_START = 0.5
+BACKOFF_MAX = 8.0
 
 
 @dataclass(frozen=True)
@@ -44,28 +56,35 @@ async def _verify(password_hash: str | None, password: str) -> bool:
 def check_password_policy(password: str, username: str, field: str = "password") -> None:
     problem = password_problem(password, username)
     if problem:
-        raise ValidationFailed(f"{field}: {problem}")
+        raise ValidationFailed(problem, field=field)
 
 
-async def get_user_by_name(db: AsyncSession, username: str) -> User | None:
+async def get_by_name(db: AsyncSession, *, username: str) -> User | None:
     return (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
 
 
-async def count_users(db: AsyncSession) -> int:
+async def get(db: AsyncSession, *, user_id: int) -> User:
+    user = await db.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no such user: {user_id}")
+    return user
+
+
+async def count(db: AsyncSession) -> int:
     return int((await db.execute(select(func.count()).select_from(User))).scalar_one())
 
 
 async def create_user(
     db: AsyncSession,
     *,
-    actor: Actor,
+    caller: Caller,
     username: str,
     role: Role,
     password: str | None,
     must_change_password: bool,
 ) -> tuple[User, str | None]:
     """Create a user; without a password a temporary one is generated and returned once."""
-    if await get_user_by_name(db, username) is not None:
+    if await get_by_name(db, username=username) is not None:
         raise Conflict(f"username already taken: {username}", code="username_taken")
     generated = None
     if password is None:
@@ -82,7 +101,7 @@ async def create_user(
     await db.flush()
     await audit.record(
         db,
-        actor=actor,
+        caller=caller,
         action="user.create",
         target_type="user",
         target_id=user.id,
@@ -92,28 +111,18 @@ async def create_user(
     return user, generated
 
 
-async def bootstrap_admin(db: AsyncSession, settings: Settings) -> str | None:
+async def bootstrap_admin(db: AsyncSession, *, settings: Settings) -> str | None:
     """On an empty database create the first admin; returns a generated password to print once."""
-    if await count_users(db) > 0:
+    if await count(db) > 0:
         return None
-    system = Actor(user_id=None, username="system", client_address=None)
-    if settings.admin_password is not None:
-        await create_user(
-            db,
-            actor=system,
-            username=settings.admin_username,
-            role=Role.admin,
-            password=settings.admin_password.get_secret_value(),
-            must_change_password=False,
-        )
-        return None
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
     _, generated = await create_user(
         db,
-        actor=system,
+        caller=Caller.system(),
         username=settings.admin_username,
         role=Role.admin,
-        password=None,
-        must_change_password=True,
+        password=password,
+        must_change_password=password is None,
     )
     return generated
 
@@ -130,22 +139,60 @@ def _attempt_lock(key: str) -> asyncio.Lock:
     return _attempt_locks.setdefault(key, asyncio.Lock())
 
 
-async def _throttle(
+@dataclass(frozen=True)
+class _Failures:
+    by_user: int  # for this username from anywhere, since its last success
+    by_user_here: int  # for this username from this address, since its last success
+    by_address: int  # from this address, any username, in the window
+
+
+async def _failures(
     db: AsyncSession, settings: Settings, username: str, address: str | None
-) -> None:
+) -> _Failures:
     window_start = utcnow() - timedelta(minutes=settings.login_failure_window_minutes)
-    last_ok = await audit.last_success(db, action="auth.login", username=username)
+    last_ok = await audit.last_success(db, action=LOGIN, username=username)
     since_user = max(window_start, last_ok) if last_ok else window_start
-    by_user = await audit.count_failures(
-        db, action="auth.login", since=since_user, username=username
+    by_user = await audit.count_failures(db, action=LOGIN, since=since_user, username=username)
+    by_user_here = (
+        await audit.count_failures(
+            db, action=LOGIN, since=since_user, username=username, address=address
+        )
+        if by_user and address is not None
+        else by_user
     )
-    by_addr = (
-        await audit.count_failures(db, action="auth.login", since=window_start, address=address)
+    by_address = (
+        await audit.count_failures(db, action=LOGIN, since=window_start, address=address)
         if address
         else 0
     )
-    if by_user >= settings.login_max_failures_per_user or (
-        by_addr >= settings.login_max_failures_per_address
+    return _Failures(by_user, by_user_here, by_address)
+
+
+def backoff_seconds(failures: int, limit: int) -> float:
+    """The wait before an attempt for a username with `failures` since its last success."""
+    if failures < limit:
+        return 0.0
+    return min(BACKOFF_START * 2 ** (failures - limit), BACKOFF_MAX)
+
+
+async def _backoff(db: AsyncSession, settings: Settings, username: str) -> None:
+    """Per username from everywhere: slowed down, never refused, so failures elsewhere cannot
+    lock the owner out. The wait holds no lock and no database connection."""
+    seen = await _failures(db, settings, username, None)
+    await db.rollback()  # hand the connection back to the pool before waiting
+    delay = backoff_seconds(seen.by_user, settings.login_max_failures_per_user)
+    if delay:
+        await asyncio.sleep(delay)
+
+
+async def _refuse_if_over(
+    db: AsyncSession, settings: Settings, username: str, address: str | None
+) -> None:
+    """Per address (any username), and per username from this address: refused past the limit."""
+    seen = await _failures(db, settings, username, address)
+    if (
+        seen.by_address >= settings.login_max_failures_per_address
+        or seen.by_user_here >= settings.login_max_failures_per_user
     ):
         retry = int(timedelta(minutes=settings.login_failure_window_minutes).total_seconds())
         raise RateLimited("too many failed logins; try again later", retry_after=retry)
@@ -153,8 +200,8 @@ async def _throttle(
 
 async def login(
     db: AsyncSession,
-    settings: Settings,
     *,
+    settings: Settings,
     username: str,
     password: str,
     client_address: str | None,
@@ -162,39 +209,23 @@ async def login(
     previous_secret: str | None = None,
 ) -> NewSession:
     """Check credentials and open a new session (a new id every time: no fixation)."""
-    async with _attempt_lock(f"addr:{client_address}"), _attempt_lock(f"user:{username[:64]}"):
-        return await _login(
-            db,
-            settings,
-            username=username,
-            password=password,
-            client_address=client_address,
-            user_agent=user_agent,
-            previous_secret=previous_secret,
-        )
-
-
-async def _login(
-    db: AsyncSession,
-    settings: Settings,
-    *,
-    username: str,
-    password: str,
-    client_address: str | None,
-    user_agent: str | None,
-    previous_secret: str | None,
-) -> NewSession:
-    actor = Actor(user_id=None, username=username[:64], client_address=client_address)
-    await _throttle(db, settings, username[:64], client_address)
-    user = await get_user_by_name(db, username)
-    ok = await _verify(user.password_hash if user else None, password)
-    if not ok or user is None or not user.is_active:
-        reason = "bad credentials" if user is None or not ok else "account disabled"
-        await audit.record(
-            db, actor=actor, action="auth.login", outcome="failure", details={"reason": reason}
-        )
-        await db.commit()
-        raise NotAuthenticated(INVALID_LOGIN, code="invalid_credentials")
+    name = username[:64]
+    await _backoff(db, settings, name)
+    async with _attempt_lock(f"addr:{client_address}"), _attempt_lock(f"user:{name}"):
+        await _refuse_if_over(db, settings, name, client_address)
+        user = await get_by_name(db, username=username)
+        ok = await _verify(user.password_hash if user else None, password)
+        if not ok or user is None or not user.is_active:
+            reason = "bad credentials" if user is None or not ok else "account disabled"
+            await audit.record(
+                db,
+                caller=Caller.anonymous(name, client_address),
+                action=LOGIN,
+                outcome="failure",
+                details={"reason": reason},
+            )
+            await db.commit()
+            raise NotAuthenticated(INVALID_LOGIN, code="invalid_credentials")
     if previous_secret:
         await db.execute(
             delete(AuthSession).where(AuthSession.token_hash == tokens.digest(previous_secret))
@@ -202,21 +233,21 @@ async def _login(
     user.last_login_at = utcnow()
     await audit.record(
         db,
-        actor=Actor(user.id, user.username, client_address),
-        action="auth.login",
+        caller=Caller.of(user, via="session", client_address=client_address),
+        action=LOGIN,
         target_type="user",
         target_id=user.id,
     )
     return await issue_session(
-        db, settings, user, client_address=client_address, user_agent=user_agent
+        db, settings=settings, user=user, client_address=client_address, user_agent=user_agent
     )
 
 
 async def issue_session(
     db: AsyncSession,
+    *,
     settings: Settings,
     user: User,
-    *,
     client_address: str | None,
     user_agent: str | None,
 ) -> NewSession:
@@ -241,7 +272,7 @@ async def issue_session(
     )
 
 
-async def user_for_session(db: AsyncSession, settings: Settings, secret: str) -> User | None:
+async def user_for_session(db: AsyncSession, *, settings: Settings, secret: str) -> User | None:
     """The user behind a session cookie, enforcing idle and absolute expiry."""
     row = (
         await db.execute(select(AuthSession).where(AuthSession.token_hash == tokens.digest(secret)))
@@ -263,7 +294,7 @@ async def user_for_session(db: AsyncSession, settings: Settings, secret: str) ->
     return user
 
 
-async def user_for_api_token(db: AsyncSession, token: str) -> User | None:
+async def user_for_api_token(db: AsyncSession, *, token: str) -> User | None:
     row = (
         await db.execute(
             select(ApiToken).where(
@@ -276,33 +307,72 @@ async def user_for_api_token(db: AsyncSession, token: str) -> User | None:
     user = await db.get(User, row.user_id)
     if user is None or not user.is_active:
         return None
-    row.last_used_at = utcnow()
-    await db.commit()
+    now = utcnow()
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 30:
+        row.last_used_at = now  # at most one write per half minute, as for sessions
+        await db.commit()
     return user
 
 
-async def logout(db: AsyncSession, *, actor: Actor, secret: str | None) -> None:
+async def identify(
+    db: AsyncSession,
+    *,
+    settings: Settings,
+    api_token: str | None,
+    session_secret: str | None,
+    client_address: str | None,
+) -> Caller | None:
+    """Who a request comes from: its API token (tried first), else its session cookie."""
+    if api_token is not None:
+        user = await user_for_api_token(db, token=api_token)
+        if user is None:
+            raise NotAuthenticated("invalid or revoked API token", code="invalid_token")
+        return Caller.of(user, via="token", client_address=client_address)
+    if session_secret is None:
+        return None
+    user = await user_for_session(db, settings=settings, secret=session_secret)
+    if user is None:
+        return None
+    return Caller.of(
+        user, via="session", client_address=client_address, session_secret=session_secret
+    )
+
+
+async def logout(db: AsyncSession, *, caller: Caller) -> None:
     """End the browser session (a token-authenticated logout only records the event)."""
-    if secret:
-        await db.execute(delete(AuthSession).where(AuthSession.token_hash == tokens.digest(secret)))
+    if caller.session_secret:
+        await db.execute(
+            delete(AuthSession).where(
+                AuthSession.token_hash == tokens.digest(caller.session_secret)
+            )
+        )
     await audit.record(
-        db, actor=actor, action="auth.logout", target_type="user", target_id=actor.user_id
+        db, caller=caller, action="auth.logout", target_type="user", target_id=caller.user_id
     )
     await db.commit()
 
 
-async def end_all_sessions(db: AsyncSession, user_id: int) -> None:
+async def end_access(db: AsyncSession, *, user_id: int) -> None:
+    """Every session and API token of the user ends (in the caller's transaction)."""
     await db.execute(delete(AuthSession).where(AuthSession.user_id == user_id))
+    await db.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 async def change_password(
-    db: AsyncSession, *, actor: Actor, user: User, current_password: str, new_password: str
-) -> None:
-    """Change the password and end every session of the user; the caller issues a new one."""
+    db: AsyncSession, *, caller: Caller, current_password: str, new_password: str
+) -> User:
+    """Change the caller's password; every session and API token of theirs ends (the caller
+    issues a new session for the browser that asked)."""
+    assert caller.user_id is not None
+    user = await get(db, user_id=caller.user_id)
     if not await _verify(user.password_hash, current_password):
         await audit.record(
             db,
-            actor=actor,
+            caller=caller,
             action="auth.change_password",
             target_type="user",
             target_id=user.id,
@@ -310,24 +380,25 @@ async def change_password(
             details={"reason": "wrong current password"},
         )
         await db.commit()
-        raise ValidationFailed("current_password: is not correct", code="wrong_password")
+        raise ValidationFailed("is not correct", field="current_password", code="wrong_password")
     check_password_policy(new_password, user.username, "new_password")
     if new_password == current_password:
-        raise ValidationFailed("new_password: must differ from the current password")
+        raise ValidationFailed("must differ from the current password", field="new_password")
     user.password_hash = await _hash(new_password)
     user.must_change_password = False
-    await end_all_sessions(db, user.id)
+    await end_access(db, user_id=user.id)
     await audit.record(
-        db, actor=actor, action="auth.change_password", target_type="user", target_id=user.id
+        db, caller=caller, action="auth.change_password", target_type="user", target_id=user.id
     )
     await db.commit()
+    return user
 
 
 async def reset_password(
-    db: AsyncSession, *, actor: Actor, username: str, new_password: str | None
+    db: AsyncSession, *, caller: Caller, username: str, new_password: str | None
 ) -> str | None:
-    """Admin reset: sets a password (generated when None), forces a change, ends sessions."""
-    user = await get_user_by_name(db, username)
+    """Admin reset: sets a password (generated when None), forces a change, ends access."""
+    user = await get_by_name(db, username=username)
     if user is None:
         raise NotFound(f"no such user: {username}")
     generated = None
@@ -337,29 +408,25 @@ async def reset_password(
         check_password_policy(new_password, username)
     user.password_hash = await _hash(new_password)
     user.must_change_password = True
-    await end_all_sessions(db, user.id)
-    await db.execute(
-        update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    await end_access(db, user_id=user.id)
     await audit.record(
-        db, actor=actor, action="user.reset_password", target_type="user", target_id=user.id
+        db, caller=caller, action="user.reset_password", target_type="user", target_id=user.id
     )
     await db.commit()
     return generated
 
 
-async def create_api_token(
-    db: AsyncSession, *, actor: Actor, user: User, name: str
-) -> tuple[ApiToken, str]:
+async def create_api_token(db: AsyncSession, *, caller: Caller, name: str) -> tuple[ApiToken, str]:
+    assert caller.user_id is not None
     token = tokens.new_api_token()
-    row = ApiToken(user_id=user.id, name=name, token_hash=tokens.digest(token), prefix=token[:8])
+    row = ApiToken(
+        user_id=caller.user_id, name=name, token_hash=tokens.digest(token), prefix=token[:8]
+    )
     db.add(row)
     await db.flush()
     await audit.record(
         db,
-        actor=actor,
+        caller=caller,
         action="token.create",
         target_type="api_token",
         target_id=row.id,
@@ -369,20 +436,20 @@ async def create_api_token(
     return row, token
 
 
-async def list_api_tokens(db: AsyncSession, *, user: User) -> list[ApiToken]:
+async def list_api_tokens(db: AsyncSession, *, caller: Caller) -> list[ApiToken]:
     rows = await db.execute(
-        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)
+        select(ApiToken).where(ApiToken.user_id == caller.user_id).order_by(ApiToken.id)
     )
     return list(rows.scalars())
 
 
-async def revoke_api_token(db: AsyncSession, *, actor: Actor, user: User, token_id: int) -> None:
+async def revoke_api_token(db: AsyncSession, *, caller: Caller, token_id: int) -> None:
     row = await db.get(ApiToken, token_id)
-    if row is None or row.user_id != user.id:
+    if row is None or row.user_id != caller.user_id:
         raise NotFound("no such token")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         await audit.record(
-            db, actor=actor, action="token.revoke", target_type="api_token", target_id=row.id
+            db, caller=caller, action="token.revoke", target_type="api_token", target_id=row.id
         )
         await db.commit()

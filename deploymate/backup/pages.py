@@ -10,9 +10,9 @@ from starlette.datastructures import UploadFile
 
 from deploymate.backup import service
 from deploymate.backup.routes import BUNDLE_FIELD
-from deploymate.config import Settings
-from deploymate.deps import AdminPrincipal, DbDep, Principal, SettingsDep
-from deploymate.servers.deps import CipherDep
+from deploymate.core.caller import Caller
+from deploymate.core.config import Settings
+from deploymate.deps import AdminDep, ContextDep, DbDep, SettingsDep
 from deploymate.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +20,7 @@ PAGE = "/app/backup"
 
 
 def _page(
-    request: Request, principal: Principal, settings: Settings, *, status: int = 200, **extra: Any
+    request: Request, me: Caller, settings: Settings, *, status: int = 200, **extra: Any
 ) -> Response:
     context = {
         "report": None,
@@ -29,35 +29,28 @@ def _page(
         "limit_mib": f"{settings.max_upload_bytes / 1_048_576:g}",
         **extra,
     }
-    return render(request, "backup.html", context, principal=principal, status=status)
+    return render(request, "backup.html", context, me=me, status=status)
 
 
 @router.get(PAGE, response_class=HTMLResponse)
-async def backup_page(
-    request: Request, principal: AdminPrincipal, settings: SettingsDep
-) -> Response:
-    return _page(request, principal, settings)
+async def backup_page(request: Request, me: AdminDep, settings: SettingsDep) -> Response:
+    return _page(request, me, settings)
 
 
 @router.post(f"{PAGE}/dry-run", response_class=HTMLResponse)
-async def dry_run(
-    request: Request,
-    principal: AdminPrincipal,
-    db: DbDep,
-    settings: SettingsDep,
-    cipher: CipherDep,
-) -> Response:
+async def dry_run(request: Request, me: AdminDep, db: DbDep, context: ContextDep) -> Response:
+    settings = context.settings
     form = await request.form()
     upload = form.get(BUNDLE_FIELD)
     if not isinstance(upload, UploadFile) or not upload.filename:
-        return _page(
-            request, principal, settings, status=422, error="Choose a bundle file to check."
-        )
+        return _page(request, me, settings, status=422, error="Choose a bundle file to check.")
     data = await upload.read()
-    report = await service.dry_run(db, settings, cipher, principal.actor, data)
+    report = await service.dry_run(
+        db, settings=settings, cipher=context.cipher, caller=me, data=data
+    )
     return _page(
         request,
-        principal,
+        me,
         settings,
         status=report.http_status,
         report=report.to_dict(),

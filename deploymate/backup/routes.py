@@ -10,10 +10,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from deploymate.backup import service
-from deploymate.deps import AdminPrincipal, DbDep, SettingsDep, require_admin
-from deploymate.errors import ValidationFailed
-from deploymate.http import error_response
-from deploymate.servers.deps import CipherDep
+from deploymate.core.errors import ValidationFailed
+from deploymate.deps import AdminDep, ContextDep, DbDep, require_admin
+from deploymate.web.http import error_response
 
 router = APIRouter(prefix="/api/admin", tags=["backup"], dependencies=[Depends(require_admin)])
 
@@ -53,8 +52,9 @@ async def read_bundle(request: Request, limit: int) -> bytes:
     if isinstance(value, str) and value:
         return value.encode()
     raise ValidationFailed(
-        "bundle: send the bundle as the JSON request body, or as a multipart file field "
+        "send the bundle as the JSON request body, or as a multipart file field "
         f"named {BUNDLE_FIELD}",
+        field="bundle",
         code="bundle_missing",
     )
 
@@ -64,9 +64,9 @@ async def read_bundle(request: Request, limit: int) -> bytes:
     response_class=Response,
     responses={200: {"content": {"application/json": {}}, "description": "The bundle file."}},
 )
-async def download_bundle(principal: AdminPrincipal, db: DbDep, settings: SettingsDep) -> Response:
+async def download_bundle(me: AdminDep, db: DbDep, context: ContextDep) -> Response:
     """The backup bundle as a file; no password hashes, credentials only encrypted."""
-    data, _ = await service.download(db, settings, principal.actor)
+    data, _ = await service.download(db, settings=context.settings, caller=me)
     return Response(
         data,
         media_type="application/json",
@@ -79,18 +79,16 @@ async def download_bundle(principal: AdminPrincipal, db: DbDep, settings: Settin
 
 @router.post("/restore/dry-run", openapi_extra=DRY_RUN_BODY)
 async def restore_dry_run(
-    request: Request,
-    principal: AdminPrincipal,
-    db: DbDep,
-    settings: SettingsDep,
-    cipher: CipherDep,
+    request: Request, me: AdminDep, db: DbDep, context: ContextDep
 ) -> JSONResponse:
     """Analyse a bundle and apply nothing: per section ok, warn or error with the reasons."""
     try:
-        data = await read_bundle(request, settings.max_upload_bytes)
+        data = await read_bundle(request, context.settings.max_upload_bytes)
     except ClientDisconnect:  # the edge already answered 413 for an over-long chunked body
         return error_response(400, "the request body was not received", "bad_request")
-    report = await service.dry_run(db, settings, cipher, principal.actor, data)
+    report = await service.dry_run(
+        db, settings=context.settings, cipher=context.cipher, caller=me, data=data
+    )
     if report.fatal is not None:
         return error_response(
             report.http_status, report.fatal.message, report.fatal.code, report=report.to_dict()

@@ -16,23 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate import __version__
 from deploymate.audit import service as audit
-from deploymate.audit.service import Actor
 from deploymate.auth.models import User
-from deploymate.backup import bundle
-from deploymate.config import Settings
-from deploymate.db import Base
-from deploymate.deployments.models import Deployment, DeploymentTemplate, Release
-from deploymate.servers.credentials import Cipher
+from deploymate.backup import analysis
+from deploymate.backup import format as bundle
+from deploymate.core.caller import Caller
+from deploymate.core.config import Settings
+from deploymate.core.crypto import Cipher
+from deploymate.deployments.models import Deployment
 from deploymate.servers.models import Server
-
-# Section name -> the table its records come from.
-MODELS: dict[str, type[Base]] = {
-    "users": User,
-    "servers": Server,
-    "deployments": Deployment,
-    "templates": DeploymentTemplate,
-    "releases": Release,
-}
 
 
 def _value(value: Any) -> Any:
@@ -54,11 +45,11 @@ def settings_snapshot(settings: Settings) -> dict[str, Any]:
 
 
 async def build(
-    db: AsyncSession, settings: Settings, *, now: datetime | None = None
+    db: AsyncSession, *, settings: Settings, now: datetime | None = None
 ) -> dict[str, Any]:
     """The whole bundle (manifest and sections) as a JSON-ready object."""
     sections: dict[str, Any] = {}
-    for name, model in MODELS.items():
+    for name, model in bundle.MODELS.items():
         stmt = select(model).order_by(model.__table__.c.id)
         sections[name] = _rows((await db.execute(stmt)).scalars().all(), bundle.FIELDS[name])
     sections["settings"] = settings_snapshot(settings)
@@ -69,15 +60,15 @@ async def build(
 
 
 async def download(
-    db: AsyncSession, settings: Settings, actor: Actor
+    db: AsyncSession, *, settings: Settings, caller: Caller
 ) -> tuple[bytes, dict[str, int]]:
     """Build the bundle and record who downloaded it; returns the bytes and the counts."""
-    made = await build(db, settings)
+    made = await build(db, settings=settings)
     data = bundle.dumps(made)
     counts: dict[str, int] = made["manifest"]["counts"]
     await audit.record(
         db,
-        actor=actor,
+        caller=caller,
         action="backup.download",
         target_type="backup",
         details={"bytes": len(data), "counts": counts},
@@ -86,7 +77,7 @@ async def download(
     return data, counts
 
 
-async def current_state(db: AsyncSession, settings: Settings) -> bundle.CurrentState:
+async def current_state(db: AsyncSession, *, settings: Settings) -> analysis.CurrentState:
     usernames = (await db.execute(select(User.username))).scalars().all()
     servers = {
         int(sid): str(name) for sid, name in (await db.execute(select(Server.id, Server.name)))
@@ -99,7 +90,7 @@ async def current_state(db: AsyncSession, settings: Settings) -> bundle.CurrentS
     deployments = frozenset(
         (str(name), None if sid is None else servers.get(int(sid), f"#{sid}")) for name, sid in live
     )
-    return bundle.CurrentState(
+    return analysis.CurrentState(
         usernames=frozenset(usernames),
         servers=servers,
         deployments=deployments,
@@ -108,14 +99,14 @@ async def current_state(db: AsyncSession, settings: Settings) -> bundle.CurrentS
 
 
 async def dry_run(
-    db: AsyncSession, settings: Settings, cipher: Cipher, actor: Actor, data: bytes
-) -> bundle.DryRunReport:
+    db: AsyncSession, *, settings: Settings, cipher: Cipher, caller: Caller, data: bytes
+) -> analysis.DryRunReport:
     """Analyse a bundle against this instance. Reads only; writes nothing but the audit event."""
-    current = await current_state(db, settings)
+    current = await current_state(db, settings=settings)
     # Parsing and checking a bundle of several MiB is CPU work: off the event loop.
     report = await asyncio.to_thread(
         functools.partial(
-            bundle.analyse,
+            analysis.analyse,
             data,
             current=current,
             can_decrypt=cipher.can_decrypt,
@@ -125,7 +116,7 @@ async def dry_run(
     manifest = report.manifest or {}
     await audit.record(
         db,
-        actor=actor,
+        caller=caller,
         action="backup.restore_dry_run",
         target_type="backup",
         outcome="success" if report.readable else "failure",

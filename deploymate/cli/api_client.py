@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from deploymate import errors
 from deploymate.cli.config_file import CliConfig
+from deploymate.core import errors
 
 _BY_STATUS: dict[int, type[errors.DeployMateError]] = {
     401: errors.NotAuthenticated,

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deploymate.cli import api_client, config_file
-from deploymate.errors import Conflict, Unavailable, ValidationFailed
+from deploymate.core.errors import Conflict, Unavailable, ValidationFailed
 
 backup_app = typer.Typer(
     help="Backup bundles: create one, or check one with a dry-run.", no_args_is_help=True

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from deploymate.audit.service import Actor
-from deploymate.config import Settings, load_settings
-from deploymate.errors import ConfigurationError
+from deploymate.core.caller import Caller
+from deploymate.core.config import Settings, load_settings
+from deploymate.core.errors import ConfigurationError
 
-CLI_ACTOR = Actor(user_id=None, username="cli", client_address="local")
+CLI_CALLER = Caller.system("cli", "local")
 
 EnvFile = Annotated[
     Path | None, typer.Option("--env-file", help="Read DEPLOYMATE_* settings from this file.")

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploymate.errors import NotAuthenticated
+from deploymate.core.errors import NotAuthenticated
 
 
 def config_path() -> Path:

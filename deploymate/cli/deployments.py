@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploymate.cli import api_client, config_file
-from deploymate.errors import NotFound, Unavailable, ValidationFailed
+from deploymate.core.errors import NotFound, Unavailable, ValidationFailed
 
 deployments_app = typer.Typer(help="Deployments on this instance.", no_args_is_help=True)
 out = Console(soft_wrap=True, highlight=False)

@@ -10,15 +10,16 @@ import httpx
 import typer
 from rich.console import Console
 
-from deploymate import __version__, db
+from deploymate import __version__
 from deploymate.auth import service as auth_service
 from deploymate.auth.models import Role
 from deploymate.cli import api_client, config_file
 from deploymate.cli import backup as backup_cli
 from deploymate.cli import deployments as deployments_cli
 from deploymate.cli import servers as servers_cli
-from deploymate.cli.common import CLI_ACTOR, EnvFile, load_checked_settings
-from deploymate.errors import ConfigurationError, DeployMateError
+from deploymate.cli.common import CLI_CALLER, EnvFile, load_checked_settings
+from deploymate.core import db
+from deploymate.core.errors import ConfigurationError, DeployMateError
 
 app = typer.Typer(
     help="DeployMate: deploy, health-check, roll back and audit container services.",
@@ -83,7 +84,7 @@ def worker(env_file: EnvFile = None) -> None:
     """Run one more job worker (PostgreSQL only): claims queued deploys next to `serve`."""
     import signal
 
-    from deploymate import wiring
+    from deploymate import context, wiring
     from deploymate.bootstrap import prepare_database
 
     settings = load_checked_settings(env_file)
@@ -99,7 +100,7 @@ def worker(env_file: EnvFile = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with wiring.running(settings, embedded=False):
+        async with wiring.running(context.build(settings), embedded=False):
             err.print("DeployMate worker running; Ctrl-C to stop")
             await stop.wait()
 
@@ -168,7 +169,7 @@ def admin_create(
             async with db.session_factory(engine)() as session:
                 _, generated = await auth_service.create_user(
                     session,
-                    actor=CLI_ACTOR,
+                    caller=CLI_CALLER,
                     username=username,
                     role=role,
                     password=password,
@@ -202,7 +203,7 @@ def admin_reset_password(
             await db.upgrade(engine)
             async with db.session_factory(engine)() as session:
                 return await auth_service.reset_password(
-                    session, actor=CLI_ACTOR, username=username, new_password=password
+                    session, caller=CLI_CALLER, username=username, new_password=password
                 )
         finally:
             await engine.dispose()

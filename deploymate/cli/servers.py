@@ -10,13 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deploymate import db
 from deploymate.bootstrap import prepare_database
-from deploymate.cli.common import CLI_ACTOR, EnvFile, load_checked_settings
-from deploymate.errors import ValidationFailed
+from deploymate.cli.common import CLI_CALLER, EnvFile, load_checked_settings
+from deploymate.core import db
+from deploymate.core.crypto import cipher_from_settings, generate_key
+from deploymate.core.errors import ValidationFailed
 from deploymate.runtime.ssh import scan_host_keys
-from deploymate.servers import known_hosts, service
-from deploymate.servers.credentials import cipher_from_settings, generate_key
+from deploymate.servers import credentials, known_hosts, service
+from deploymate.servers.models import Server
 from deploymate.servers.schemas import HostPort
 
 credentials_app = typer.Typer(help="Server credential encryption.", no_args_is_help=True)
@@ -44,7 +45,9 @@ def credentials_rotate(env_file: EnvFile = None) -> None:
         engine = db.make_engine(settings.resolved_database_url)
         try:
             async with db.session_factory(engine)() as session:
-                return await service.rotate(session, cipher_from_settings(settings), CLI_ACTOR)
+                return await credentials.rotate(
+                    session, cipher=cipher_from_settings(settings), caller=CLI_CALLER
+                )
         finally:
             await engine.dispose()
 
@@ -61,12 +64,12 @@ def credentials_audit(env_file: EnvFile = None) -> None:
     """List server records whose credentials are plaintext or not decryptable (exit 1 if any)."""
     settings = load_checked_settings(env_file)
 
-    async def run() -> list[service.CredentialState]:
+    async def run() -> list[credentials.CredentialState]:
         await prepare_database(settings, bootstrap=False)
         engine = db.make_engine(settings.resolved_database_url)
         try:
             async with db.session_factory(engine)() as session:
-                return await service.credential_states(session, cipher_from_settings(settings))
+                return await credentials.states(session, cipher=cipher_from_settings(settings))
         finally:
             await engine.dispose()
 
@@ -105,7 +108,7 @@ def inventory(env_file: EnvFile = None) -> None:
     """Print every server: name, purpose, address, user, deployments and last check."""
     settings = load_checked_settings(env_file)
 
-    async def run() -> list[tuple[service.Server, int]]:
+    async def run() -> list[tuple[Server, int]]:
         await prepare_database(settings, bootstrap=False)
         engine = db.make_engine(settings.resolved_database_url)
         try:

@@ -1,37 +1,41 @@
-"""Job handlers for deployments (deploy, stop, start, restart, delete) and reconciliation."""
+"""Job handlers for deployments (deploy, stop, start, restart, delete) and reconciliation.
+
+A deploy's outcome is recorded and announced (event `deploy.*`) in one transaction.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.db import utcnow
+from deploymate.context import AppContext
+from deploymate.core import events
+from deploymate.core.db import utcnow
 from deploymate.deployments import engine
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
-from deploymate.deployments.service import restore, secret_env
+from deploymate.deployments.service import STREAM_FROM_CONTROL, restore, secret_env
 from deploymate.jobs.models import Job
 from deploymate.jobs.worker import JobContext, JobFailed
-from deploymate.runtime import docker
+from deploymate.runtime import docker, images
 from deploymate.runtime.errors import RuntimeFailure
 from deploymate.runtime.executor import Executor
 from deploymate.runtime.health import HealthCheck
 from deploymate.servers.models import Server
-from deploymate.services import Services
+from deploymate.servers.targets import describe, executor_for
 
-log = logging.getLogger("deploymate.deployments")
+SUCCEEDED, FAILED, ROLLED_BACK = "deploy.succeeded", "deploy.failed", "deploy.rolled_back"
 
 
 async def _load(
-    db: AsyncSession, services: Services, job: Job
-) -> tuple[Deployment, Release | None, Executor]:
+    db: AsyncSession, context: AppContext, job: Job
+) -> tuple[Deployment, Release | None, Server | None, Executor]:
     dep = await db.get(Deployment, job.deployment_id)
     if dep is None:
         raise JobFailed(f"deployment {job.deployment_id} is gone")
     release = await db.get(Release, job.release_id) if job.release_id else None
     server = await db.get(Server, dep.server_id) if dep.server_id else None
-    return dep, release, services.executor_for(server)
+    return dep, release, server, executor_for(context, server)
 
 
 def _event(db: AsyncSession, dep: Deployment, job: Job, action: str, message: str) -> None:
@@ -46,9 +50,9 @@ def _event(db: AsyncSession, dep: Deployment, job: Job, action: str, message: st
     )
 
 
-def plan_for(services: Services, dep: Deployment, release: Release, image_id: str) -> engine.Plan:
+def plan_for(context: AppContext, dep: Deployment, release: Release, image_id: str) -> engine.Plan:
     config: dict[str, Any] = release.config
-    env = {**config.get("env", {}), **secret_env(services, config)}
+    env = {**config.get("env", {}), **secret_env(context.cipher, config.get("secret_env"))}
     return engine.Plan(
         deployment_id=dep.id,
         deployment_name=dep.name,
@@ -68,7 +72,7 @@ def plan_for(services: Services, dep: Deployment, release: Release, image_id: st
 
 
 async def deploy(ctx: JobContext) -> None:
-    services: Services = ctx.services
+    context: AppContext = ctx.context
     lines: list[str] = []
 
     async def step(message: str) -> None:
@@ -76,7 +80,7 @@ async def deploy(ctx: JobContext) -> None:
         await ctx.log(message)
 
     async with ctx.sessions() as db:
-        dep, release, executor = await _load(db, services, ctx.job)
+        dep, release, server, executor = await _load(db, context, ctx.job)
         assert release is not None
         previous = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
         release.status = "running"
@@ -90,20 +94,23 @@ async def deploy(ctx: JobContext) -> None:
         )
         await db.commit()
         ref, pinned = release.image, release.image_id
-        target = f"server {dep.server_id}" if dep.server_id else "the control host"
-    await step(f"release {release.number}: {release.reason} of {ref} on {target}")
-    outcome: engine.Outcome | None = None
+    await step(f"release {release.number}: {release.reason} of {ref} on {describe(server)}")
+    # The control host's images are a source only for callers allowed to use the control host.
+    control = (
+        context.control_docker()
+        if server is not None and ctx.job.payload.get(STREAM_FROM_CONTROL)
+        else None
+    )
     try:
-        info = await _images_ensure(services, executor, ref, pinned, step)
+        info = await images.ensure(executor, ref, pinned_id=pinned, control=control, log=step)
         async with ctx.sessions() as db:
             rel = await db.get(Release, release.id)
-            assert rel is not None
+            dep_now = await db.get(Deployment, dep.id)
+            assert rel is not None and dep_now is not None
             rel.image_id = info.id
             rel.repo_digest = info.repo_digests[0] if info.repo_digests else None
             await db.commit()
-            dep_now = await db.get(Deployment, dep.id)
-            assert dep_now is not None
-            plan = plan_for(services, dep_now, rel, info.id)
+            plan = plan_for(context, dep_now, rel, info.id)
         await step(f"image {ref} is {info.id[:19]}")
         outcome = await engine.deploy(
             executor, plan, previous.container_name if previous else None, step
@@ -119,20 +126,6 @@ async def deploy(ctx: JobContext) -> None:
         )
 
 
-async def _images_ensure(
-    services: Services, executor: Executor, ref: str, pinned: str | None, step: Any
-) -> docker.ImageInfo:
-    from deploymate.runtime import images
-
-    return await images.ensure(
-        executor,
-        ref,
-        pinned_id=pinned,
-        control=services.control_docker() if executor is not services.local else None,
-        log=step,
-    )
-
-
 async def _record(
     ctx: JobContext,
     deployment_id: int,
@@ -144,6 +137,7 @@ async def _record(
     async with ctx.sessions() as db:
         dep = await db.get(Deployment, deployment_id)
         rel = await db.get(Release, release_id)
+        previous = await db.get(Release, previous_id) if previous_id else None
         assert dep is not None and rel is not None
         rel.log = {
             "lines": lines[-500:],
@@ -152,80 +146,71 @@ async def _record(
         rel.finished_at = utcnow()
         if outcome.ok:
             rel.status = "succeeded"
-            if rel.rollback_of and previous_id:
-                previous = await db.get(Release, previous_id)
-                if previous is not None:
-                    previous.status = "rolled_back"
+            if rel.rollback_of and previous is not None:
+                previous.status = "rolled_back"
             dep.current_release_id = rel.id
             dep.status, dep.status_message = "running", None
             _event(db, dep, ctx.job, "deploy_succeeded", f"release {rel.number} is serving")
         else:
             rel.status = "failed"
-            if previous_id:
+            if previous is not None:
                 dep.status = "running"
                 dep.status_message = (
                     f"release {rel.number} failed; release still serving is the previous one"
                 )
                 if rel.reason != "rollback":
-                    previous = await db.get(Release, previous_id)
-                    prev_config = previous.config if previous else None
-                    if prev_config is not None:
-                        restore(dep, prev_config)  # the desired config follows what really serves
+                    restore(dep, previous.config)  # the desired config follows what serves
             else:
-                dep.status, dep.status_message = (
-                    "failed",
-                    f"release {rel.number} failed: {outcome.detail}",
-                )
+                dep.status = "failed"
+                dep.status_message = f"release {rel.number} failed: {outcome.detail}"
             _event(
                 db, dep, ctx.job, "deploy_failed", f"release {rel.number} failed: {outcome.detail}"
             )
+        server = await db.get(Server, dep.server_id) if dep.server_id else None
+        _announce(db, dep, rel, previous, server, outcome)
         await db.commit()
-        try:
-            await _notify(ctx, db, dep, rel, previous_id, outcome)
-        except Exception:  # a notification problem never fails or slows the deploy
-            log.exception("notifying the outcome of deployment %s failed", deployment_id)
 
 
-async def _notify(
-    ctx: JobContext,
+def _announce(
     db: AsyncSession,
     dep: Deployment,
     rel: Release,
-    previous_id: int | None,
+    previous: Release | None,
+    server: Server | None,
     outcome: engine.Outcome,
 ) -> None:
-    """In-app notifications and webhooks for a deploy's outcome (sent in the background)."""
-    from deploymate.notifications.service import publish
-
-    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    """The outcome as an event, for notifications and webhooks."""
     where = f"{dep.name} on {server.name}" if server else dep.name
     what = f"release {rel.number} ({rel.image})"
     if outcome.ok:
         rolled_back = rel.reason == "rollback"
-        event = "deploy.rolled_back" if rolled_back else "deploy.succeeded"
+        name = ROLLED_BACK if rolled_back else SUCCEEDED
         text = f"{where}: {'rolled back; ' if rolled_back else ''}{what} is serving"
     else:
-        previous = await db.get(Release, previous_id) if previous_id else None
         detail = (outcome.detail or "unknown error")[:500]
-        event = "deploy.failed"
+        name = FAILED
         text = f"{where}: {what} failed: {detail}" + (
             f"; release {previous.number} keeps serving" if previous else ""
         )
-    await publish(
-        ctx.services,
-        event=event,
-        text=text,
-        link=f"/deployments/{dep.id}",
-        user_ids=[dep.owner_id] if dep.owner_id else [],
+    events.emit(
+        db,
+        name,
+        {
+            "text": text,
+            "link": f"/deployments/{dep.id}",
+            "user_ids": [dep.owner_id] if dep.owner_id else [],
+            "deployment_id": dep.id,
+            "release": rel.number,
+        },
     )
 
 
 async def operate(ctx: JobContext) -> None:
     """stop | start | restart of the serving container."""
-    services: Services = ctx.services
+    context: AppContext = ctx.context
     kind = ctx.job.kind
     async with ctx.sessions() as db:
-        dep, release, executor = await _load(db, services, ctx.job)
+        dep, release, _, executor = await _load(db, context, ctx.job)
         name = release.container_name if release else None
     if name is None:
         raise JobFailed("no serving container")
@@ -245,9 +230,9 @@ async def operate(ctx: JobContext) -> None:
 
 async def delete(ctx: JobContext) -> None:
     """Remove every container of the deployment; the record and its history stay."""
-    services: Services = ctx.services
+    context: AppContext = ctx.context
     async with ctx.sessions() as db:
-        dep, _, executor = await _load(db, services, ctx.job)
+        dep, _, _, executor = await _load(db, context, ctx.job)
     try:
         for row in await engine.containers_of(executor, dep.id, dep.name):
             await ctx.log(f"removing {row['name']}")
@@ -262,16 +247,16 @@ async def delete(ctx: JobContext) -> None:
         await db.commit()
 
 
-async def reconcile(services: Services, job: Job) -> None:
+async def reconcile(context: AppContext, job: Job) -> None:
     """After an interrupted job, make the record match what the target really runs."""
     if job.deployment_id is None:
         return
-    async with services.sessions() as db:
+    async with context.sessions() as db:
         dep = await db.get(Deployment, job.deployment_id)
         if dep is None:
             return
         server = await db.get(Server, dep.server_id) if dep.server_id else None
-        executor = services.executor_for(server)
+        executor = executor_for(context, server)
         rows = await engine.containers_of(executor, dep.id, dep.name)
         by_release: dict[int, list[dict[str, Any]]] = {}
         for row in rows:

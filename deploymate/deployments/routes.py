@@ -1,4 +1,5 @@
-"""JSON API for deployments: CRUD, operations as jobs, health, diagnostics, logs, history."""
+"""JSON API for deployments: CRUD, operations as jobs, health, diagnostics, logs, history,
+templates, and the jobs they run (status and live progress)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate import sse
-from deploymate.deployments import service
-from deploymate.deployments.deps import ServicesDep
+from deploymate.core.caller import Caller
+from deploymate.core.ids import parse_id
+from deploymate.deployments import live, ports, presenters, service
 from deploymate.deployments.schemas import (
     ActivityOut,
     DeploymentCreate,
@@ -20,97 +22,136 @@ from deploymate.deployments.schemas import (
     DeploymentOut,
     DeploymentUpdate,
     JobAccepted,
+    JobOut,
     RedeployRequest,
     ReleaseOut,
     RollbackRequest,
     TemplateCreate,
+    TemplateOut,
 )
-from deploymate.deps import DbDep, require_admin
+from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath, require_admin
+from deploymate.jobs import service as jobs
+from deploymate.jobs.models import Job
 from deploymate.runtime import docker
-from deploymate.servers.deps import ViewerDep
+from deploymate.servers.schemas import SuggestedPorts
+from deploymate.web import sse
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])
 templates_router = APIRouter(prefix="/api/templates", tags=["deployments"])
+jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+# Free public ports for a new deployment on a server: listed under the server's path.
+server_ports_router = APIRouter(prefix="/api/servers", tags=["servers"])
+
+PAGE_SIZE = 100  # the default page of list endpoints
+MAX_PAGE_SIZE = 500
+FINISHED = ("succeeded", "failed", "interrupted")
+
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="rows to skip")]
 
 
 @router.get("")
 async def list_deployments(
-    db: DbDep, viewer: ViewerDep, services: ServicesDep, include_deleted: bool = False
+    response: Response,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+    include_deleted: bool = False,
+    name: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Limit = PAGE_SIZE,
+    offset: Offset = 0,
 ) -> list[DeploymentOut]:
-    return await service.to_out(
-        db, services, await service.list_visible(db, viewer, include_deleted)
+    """A page of the deployments you can see, by name (`?name=` for one name);
+    `X-Total-Count` holds the total."""
+    deps = await service.list_for(
+        db, caller=me, include_deleted=include_deleted, name=name, limit=limit, offset=offset
     )
+    total = await service.count_for(db, caller=me, include_deleted=include_deleted, name=name)
+    response.headers["X-Total-Count"] = str(total)
+    return await presenters.present(db, deps=deps, cipher=context.cipher)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_deployment(
-    body: DeploymentCreate, db: DbDep, viewer: ViewerDep, services: ServicesDep
+    body: DeploymentCreate, db: DbDep, me: CallerDep, context: ContextDep
 ) -> DeploymentCreated:
-    dep, job = await service.create(db, services, viewer, body)
-    out = (await service.to_out(db, services, [dep]))[0]
+    dep, job = await service.create(db, context=context, caller=me, data=body)
+    out = await presenters.present_one(db, dep=dep, cipher=context.cipher)
     return DeploymentCreated(**out.model_dump(), job_id=job.id)
 
 
 @router.get("/{deployment_id}")
 async def get_deployment(
-    deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
+    deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
 ) -> DeploymentOut:
-    return (
-        await service.to_out(db, services, [await service.get_visible(db, viewer, deployment_id)])
-    )[0]
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    return await presenters.present_one(db, dep=dep, cipher=context.cipher)
 
 
 @router.patch("/{deployment_id}", status_code=status.HTTP_202_ACCEPTED)
 async def update_deployment(
-    deployment_id: int, body: DeploymentUpdate, db: DbDep, viewer: ViewerDep, services: ServicesDep
+    deployment_id: IdPath, body: DeploymentUpdate, db: DbDep, me: CallerDep, context: ContextDep
 ) -> JobAccepted:
-    return JobAccepted(job_id=(await service.update(db, services, viewer, deployment_id, body)).id)
+    job = await service.update(
+        db, context=context, caller=me, deployment_id=deployment_id, data=body
+    )
+    return JobAccepted(job_id=job.id)
 
 
 @router.delete("/{deployment_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete_deployment(
-    deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
+    deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
 ) -> JobAccepted:
-    return JobAccepted(
-        job_id=(await service.operate(db, services, viewer, deployment_id, "delete")).id
+    job = await service.operate(
+        db, context=context, caller=me, deployment_id=deployment_id, kind="delete"
     )
+    return JobAccepted(job_id=job.id)
 
 
 @router.post("/{deployment_id}/redeploy", status_code=status.HTTP_202_ACCEPTED)
 async def redeploy(
-    deployment_id: int,
+    deployment_id: IdPath,
     db: DbDep,
-    viewer: ViewerDep,
-    services: ServicesDep,
+    me: CallerDep,
+    context: ContextDep,
     body: RedeployRequest | None = None,
 ) -> JobAccepted:
-    image = body.image if body else None
-    return JobAccepted(
-        job_id=(await service.redeploy(db, services, viewer, deployment_id, image)).id
+    job = await service.redeploy(
+        db,
+        context=context,
+        caller=me,
+        deployment_id=deployment_id,
+        image=body.image if body else None,
     )
+    return JobAccepted(job_id=job.id)
 
 
 @router.post("/{deployment_id}/rollback", status_code=status.HTTP_202_ACCEPTED)
 async def rollback(
-    deployment_id: int,
+    deployment_id: IdPath,
     db: DbDep,
-    viewer: ViewerDep,
-    services: ServicesDep,
+    me: CallerDep,
+    context: ContextDep,
     body: RollbackRequest | None = None,
 ) -> JobAccepted:
-    release_id = body.release_id if body else None
-    return JobAccepted(
-        job_id=(await service.rollback(db, services, viewer, deployment_id, release_id)).id
+    job = await service.rollback(
+        db,
+        context=context,
+        caller=me,
+        deployment_id=deployment_id,
+        release_id=body.release_id if body else None,
     )
+    return JobAccepted(job_id=job.id)
 
 
 def _operation(kind: str) -> Any:
     async def handler(
-        deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
+        deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
     ) -> JobAccepted:
-        return JobAccepted(
-            job_id=(await service.operate(db, services, viewer, deployment_id, kind)).id
+        job = await service.operate(
+            db, context=context, caller=me, deployment_id=deployment_id, kind=kind
         )
+        return JobAccepted(job_id=job.id)
 
     handler.__name__ = f"{kind}_deployment"
     handler.__doc__ = (
@@ -130,66 +171,56 @@ for _kind in ("stop", "start", "restart"):
 
 
 @router.delete("/{deployment_id}/lock", dependencies=[Depends(require_admin)])
-async def force_unlock(deployment_id: int, db: DbDep, viewer: ViewerDep) -> dict[str, bool]:
+async def force_unlock(deployment_id: IdPath, db: DbDep, me: CallerDep) -> dict[str, bool]:
     """Admins only, audited: release a lock whose holder is known to be gone."""
-    return {"released": await service.force_unlock(db, viewer, deployment_id)}
+    return {"released": await service.force_unlock(db, caller=me, deployment_id=deployment_id)}
 
 
 @router.get("/{deployment_id}/releases")
-async def list_releases(deployment_id: int, db: DbDep, viewer: ViewerDep) -> list[ReleaseOut]:
-    dep = await service.get_visible(db, viewer, deployment_id)
-    return [service.release_out(r) for r in await service.releases(db, dep)]
+async def list_releases(deployment_id: IdPath, db: DbDep, me: CallerDep) -> list[ReleaseOut]:
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    return [presenters.release_out(r) for r in await service.releases(db, dep=dep)]
 
 
 @router.get("/{deployment_id}/activity")
-async def list_activity(deployment_id: int, db: DbDep, viewer: ViewerDep) -> list[ActivityOut]:
-    dep = await service.get_visible(db, viewer, deployment_id)
-    return [
-        ActivityOut(
-            id=e.id,
-            created_at=e.created_at,
-            actor=e.actor,
-            action=e.action,
-            message=e.message,
-            job_id=e.job_id,
-        )
-        for e in await service.activity(db, dep)
-    ]
+async def list_activity(deployment_id: IdPath, db: DbDep, me: CallerDep) -> list[ActivityOut]:
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    return [presenters.activity_out(e) for e in await service.activity(db, dep=dep)]
 
 
 @router.get("/{deployment_id}/health")
 async def health(
-    deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
+    deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
 ) -> dict[str, Any]:
     """A live check now, the same one the deploy gate uses."""
-    dep = await service.get_visible(db, viewer, deployment_id)
-    executor, name = await service.serving(db, services, dep)
-    return await service.health_now(executor, name, dep)
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    executor, name = await live.serving(db, context=context, dep=dep)
+    return await live.health_now(executor, name, dep)
 
 
 @router.get("/{deployment_id}/diagnostics")
 async def diagnostics(
-    deployment_id: int, db: DbDep, viewer: ViewerDep, services: ServicesDep
+    deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
 ) -> dict[str, Any]:
-    dep = await service.get_visible(db, viewer, deployment_id)
-    executor, name = await service.serving(db, services, dep)
-    return await service.container_facts(executor, name)
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    executor, name = await live.serving(db, context=context, dep=dep)
+    return await live.container_facts(executor, name)
 
 
 @router.get("/{deployment_id}/logs", response_model=None)
 async def logs(
-    deployment_id: int,
+    deployment_id: IdPath,
     request: Request,
     db: DbDep,
-    viewer: ViewerDep,
-    services: ServicesDep,
+    me: CallerDep,
+    context: ContextDep,
     tail: Annotated[int, Query(ge=1, le=10_000)] = 200,
     follow: bool = False,
 ) -> dict[str, Any] | StreamingResponse:
-    dep = await service.get_visible(db, viewer, deployment_id)
-    executor, name = await service.serving(db, services, dep)
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    executor, name = await live.serving(db, context=context, dep=dep)
     if not follow:
-        return {"container": name, "lines": await service.log_tail(executor, name, tail)}
+        return {"container": name, "lines": await live.log_tail(executor, name, tail)}
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
 
     async def on_line(line: str) -> None:
@@ -226,16 +257,95 @@ async def logs(
 
 @router.post("/{deployment_id}/template", status_code=status.HTTP_201_CREATED)
 async def save_template(
-    deployment_id: int, body: TemplateCreate, db: DbDep, viewer: ViewerDep
-) -> dict[str, Any]:
+    deployment_id: IdPath, body: TemplateCreate, db: DbDep, me: CallerDep
+) -> TemplateOut:
     """Save the settings (never secret values) to create deployments from later."""
-    template = await service.save_template(db, viewer, deployment_id, body.name)
-    return {"id": template.id, "name": template.name, "settings": template.settings}
+    template = await service.save_template(
+        db, caller=me, deployment_id=deployment_id, name=body.name
+    )
+    return TemplateOut(id=template.id, name=template.name, settings=template.settings)
 
 
 @templates_router.get("")
-async def list_templates(db: DbDep, viewer: ViewerDep) -> list[dict[str, Any]]:
+async def list_templates(db: DbDep, me: CallerDep) -> list[TemplateOut]:
     return [
-        {"id": t.id, "name": t.name, "settings": t.settings}
-        for t in await service.list_templates(db, viewer)
+        TemplateOut(id=t.id, name=t.name, settings=t.settings)
+        for t in await service.list_templates(db, caller=me)
     ]
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+async def visible_job(db: AsyncSession, caller: Caller, job_id: int) -> Job:
+    """A job of a deployment the caller may see (admins: every job)."""
+    job = await jobs.get(db, job_id)
+    if job.deployment_id is not None:
+        await service.get(db, caller=caller, deployment_id=job.deployment_id)  # 404 if not theirs
+    elif not caller.is_admin:
+        await jobs.get(db, -1)
+    return job
+
+
+@jobs_router.get("/{job_id}")
+async def get_job(job_id: IdPath, db: DbDep, me: CallerDep) -> JobOut:
+    job = await visible_job(db, me, job_id)
+    events = await jobs.events(db, job.id)
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        deployment_id=job.deployment_id,
+        release_id=job.release_id,
+        created_by=job.created_by,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=job.error,
+        log=[
+            {"id": e.id, "at": e.created_at, "level": e.level, "message": e.message} for e in events
+        ],
+    )
+
+
+@jobs_router.get("/{job_id}/events")
+async def job_events(
+    job_id: IdPath,
+    request: Request,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> StreamingResponse:
+    """The job's log from the start (or after `Last-Event-ID`), then live until it ends."""
+    await visible_job(db, me, job_id)
+    after = parse_id(last_event_id) or 0
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal after
+        while True:
+            async with context.sessions() as session:
+                new = await jobs.events(session, job_id, after)
+                job = await jobs.get(session, job_id)
+            for e in new:
+                after = e.id
+                yield sse.event(
+                    "log", {"level": e.level, "message": e.message, "at": e.created_at}, e.id
+                )
+            if job.status in FINISHED and not new:
+                yield sse.event("end", {"status": job.status, "error": job.error})
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.3)
+
+    return sse.response(stream())
+
+
+@server_ports_router.get("/{server_id}/suggested-ports")
+async def suggested_ports(
+    server_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
+) -> SuggestedPorts:
+    """Free public ports on the server: not listening there, not held by a deployment."""
+    free, listening = await ports.suggest(db, context=context, caller=me, server_id=server_id)
+    return SuggestedPorts(ports=free, listening=listening)

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from deploymate.core.ids import Id
+
 # Docker's reference grammar: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -32,6 +34,23 @@ def validate_image(value: str) -> str:
             "must be an image reference like registry.example.com/team/app:1.2 "
             "(lower-case name, optional tag and digest; no spaces or options)"
         )
+    return value
+
+
+def validate_command(value: list[str] | None) -> list[str] | None:
+    if value is not None and any("\x00" in part for part in value):
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+def validate_labels(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 64:
+        raise ValueError("at most 64 labels")
+    for key, val in value.items():
+        if not LABEL_KEY_RE.fullmatch(key) or key.startswith("deploymate") or len(val) > 256:
+            raise ValueError(f"invalid label {key[:40]!r} (lower-case key, not deploymate.*)")
+        if any(c in val for c in "\n\r\x00"):
+            raise ValueError(f"value of label {key} must not contain a newline or NUL byte")
     return value
 
 
@@ -102,29 +121,25 @@ class Settings(BaseModel):
     @field_validator("command")
     @classmethod
     def _command(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None and any("\x00" in part for part in v):
-            raise ValueError("must not contain NUL bytes")
-        return v
+        return validate_command(v)
 
     @field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, val in v.items():
-            if not LABEL_KEY_RE.fullmatch(key) or key.startswith("deploymate") or len(val) > 256:
-                raise ValueError(f"invalid label {key[:40]!r} (lower-case key, not deploymate.*)")
-        return v
+        return validate_labels(v)
 
 
 class DeploymentCreate(Settings):
     name: Name
-    server_id: int | None = None
-    template_id: int | None = None
+    server_id: Id | None = None
+    template_id: Id | None = None
     image: Image | None = None  # type: ignore[assignment]
     internal_port: Port | None = None  # type: ignore[assignment]
 
 
 class DeploymentUpdate(BaseModel):
-    """Changing any of these makes a new release and deploys it."""
+    """Changing any of these makes a new release and deploys it; every value is validated as
+    at creation (and the merged settings once more by the use case)."""
 
     model_config = ConfigDict(extra="forbid")
     image: Image | None = None
@@ -132,8 +147,10 @@ class DeploymentUpdate(BaseModel):
     external_port: Port | None = None
     env: dict[str, str] | None = None
     secret_env: dict[str, str] | None = None  # merged: keys given replace, others stay
-    secret_env_remove: list[str] = Field(default_factory=list)
-    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = None
+    secret_env_remove: list[str] = Field(default_factory=list, max_length=200)
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None, max_length=64
+    )
     restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] | None = None
     health_check: HealthCheckIn | None = None
     memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] | None = None
@@ -150,6 +167,24 @@ class DeploymentUpdate(BaseModel):
     def _env(cls, v: dict[str, str] | None) -> dict[str, str] | None:
         return None if v is None else validate_env(v)
 
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str] | None) -> list[str] | None:
+        return validate_command(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        return None if v is None else validate_labels(v)
+
+    @field_validator("secret_env_remove")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not ENV_NAME_RE.fullmatch(name) or len(name) > 128:
+                raise ValueError(f"invalid variable name {name[:40]!r}")
+        return v
+
 
 class RedeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -163,12 +198,23 @@ class RedeployRequest(BaseModel):
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    release_id: int | None = None
+    release_id: Id | None = None
 
 
 class TemplateCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: Annotated[
+        str,
+        StringConstraints(
+            min_length=1, max_length=64, strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ]
+
+
+class TemplateOut(BaseModel):
+    id: int
+    name: str
+    settings: dict[str, Any]
 
 
 class ReleaseBrief(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from deploymate.db import Base, UTCDateTime, utcnow
+from deploymate.core.db import Base, UTCDateTime, utcnow
 
 
 class Job(Base):

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.errors import Conflict, NotFound
+from deploymate.core.errors import Conflict, NotFound
 from deploymate.jobs.models import DeployLock, Job, JobEvent
 
 ACTIVE = ("queued", "running")

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from deploymate.errors import DeployMateError
+from deploymate.core.errors import DeployMateError
 from deploymate.jobs import service
 from deploymate.jobs.models import Job
 
@@ -31,7 +31,7 @@ class JobFailed(DeployMateError):
 class JobContext:
     job: Job
     sessions: async_sessionmaker[AsyncSession]
-    services: Any
+    context: Any  # the AppContext, typed by the handlers that use it
 
     async def log(self, message: str, level: str = "info") -> None:
         async with self.sessions() as db:
@@ -48,16 +48,16 @@ class Worker:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        services: Any,
+        context: Any,
         handlers: Mapping[str, Handler],
         recover: Recover | None = None,
         *,
         single_process: bool = True,
-        concurrency: int = 4,
+        concurrency: int = 16,
         poll_seconds: float = 0.5,
     ) -> None:
         self.sessions = sessions
-        self.services = services
+        self.context = context
         self.handlers = handlers
         self.recover = recover
         self.single_process = single_process
@@ -97,7 +97,7 @@ class Worker:
             log.warning("job %s (%s) was interrupted; reconciling", job.id, job.kind)
             if self.recover is not None:
                 try:
-                    await self.recover(self.services, job)
+                    await self.recover(self.context, job)
                 except Exception:
                     log.exception("reconciling after job %s failed", job.id)
         return [j.id for j in found]
@@ -138,7 +138,7 @@ class Worker:
                 log.exception("heartbeat of job %s failed", job.id)
 
     async def _run(self, job: Job) -> None:
-        ctx = JobContext(job=job, sessions=self.sessions, services=self.services)
+        ctx = JobContext(job=job, sessions=self.sessions, context=self.context)
         beat = asyncio.create_task(self._heartbeat(job))
         status, error = "succeeded", None
         try:
@@ -158,3 +158,4 @@ class Worker:
             beat.cancel()
         async with self.sessions() as db:
             await service.finish(db, job.id, status, error)
+        self.wake()  # a slot is free and the deployment's lock released: claim the next now

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection handed over by deploymate.db, or its own."""
+"""Alembic environment: runs on the connection handed over by core/db.py, or its own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from deploymate import models  # noqa: F401  (registers every table on Base.metadata)
-from deploymate.db import Base
+from deploymate.core.config import load_settings
+from deploymate.core.db import Base, make_engine
 
 target_metadata = Base.metadata
 
@@ -29,9 +30,6 @@ def run_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from deploymate.config import load_settings
-    from deploymate.db import make_engine
-
     engine = make_engine(load_settings().resolved_database_url)
 
     async def _go() -> None:

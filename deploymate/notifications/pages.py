@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.config import Settings
-from deploymate.deps import AdminPrincipal, CurrentPrincipal, DbDep, Principal, SettingsDep
-from deploymate.errors import DeployMateError
+from deploymate.core.caller import Caller
+from deploymate.core.config import Settings
+from deploymate.core.errors import DeployMateError
+from deploymate.core.ids import parse_id
+from deploymate.deps import AdminDep, CallerDep, ContextDep, DbDep, IdPath, SettingsDep
 from deploymate.notifications import service
+from deploymate.notifications.guard import mask_url
 from deploymate.notifications.models import WebhookDelivery
+from deploymate.web.forms import refused, truthy
 from deploymate.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -27,17 +32,13 @@ def _safe_link(link: str | None) -> str | None:
     return None
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes", "on")
-
-
 # --- notifications ------------------------------------------------------------------------------
 
 
 @router.get(NOTIFICATIONS, response_class=HTMLResponse)
-async def notifications_page(request: Request, principal: CurrentPrincipal, db: DbDep) -> Response:
-    only_unread = _truthy(request.query_params.get("unread"))
-    rows = await service.list_for(db, principal.user.id, unread=only_unread, limit=200)
+async def notifications_page(request: Request, me: CallerDep, db: DbDep) -> Response:
+    only_unread = truthy(request.query_params.get("unread"))
+    rows = await service.list_for(db, caller=me, unread=only_unread, limit=200)
     items = [
         {
             "id": r.id,
@@ -55,37 +56,37 @@ async def notifications_page(request: Request, principal: CurrentPrincipal, db: 
         "notifications.html",
         {
             "items": items,
-            "unread_count": await service.unread_count(db, principal.user.id),
+            "unread_count": await service.unread_count(db, caller=me),
             "only_unread": only_unread,
         },
-        principal=principal,
+        me=me,
     )
 
 
 def _back(only_unread: str) -> RedirectResponse:
     return RedirectResponse(
-        f"{NOTIFICATIONS}?unread=1" if _truthy(only_unread) else NOTIFICATIONS, status_code=303
+        f"{NOTIFICATIONS}?unread=1" if truthy(only_unread) else NOTIFICATIONS, status_code=303
     )
 
 
 @router.post(f"{NOTIFICATIONS}/read-all")
 async def read_all(
-    principal: CurrentPrincipal,
+    me: CallerDep,
     db: DbDep,
     unread: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    await service.mark_all_read(db, principal.user.id)
+    await service.mark_all_read(db, caller=me)
     return _back(unread)
 
 
 @router.post(f"{NOTIFICATIONS}/{{notification_id}}/read")
 async def read_one(
-    notification_id: int,
-    principal: CurrentPrincipal,
+    notification_id: IdPath,
+    me: CallerDep,
     db: DbDep,
     unread: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    await service.mark_read(db, principal.user.id, notification_id)
+    await service.mark_read(db, caller=me, notification_id=notification_id)
     return _back(unread)
 
 
@@ -96,7 +97,7 @@ def _delivery(row: WebhookDelivery) -> dict[str, Any]:
     return {
         "id": row.id,
         "webhook_id": row.webhook_id,
-        "url": service.mask_url(row.url),
+        "url": mask_url(row.url),
         "event": row.event,
         "status": row.status,
         "attempts": row.attempts,
@@ -109,7 +110,7 @@ def _delivery(row: WebhookDelivery) -> dict[str, Any]:
 
 async def _webhooks_page(
     request: Request,
-    principal: Principal,
+    me: Caller,
     db: AsyncSession,
     settings: Settings,
     *,
@@ -121,7 +122,7 @@ async def _webhooks_page(
         {
             "id": h.id,
             "name": h.name,
-            "url": service.mask_url(h.url),
+            "url": mask_url(h.url),
             "events": list(h.events or []),
             "enabled": h.enabled,
             "created_by": h.created_by,
@@ -137,17 +138,17 @@ async def _webhooks_page(
     if history == "default":
         rows = await service.list_deliveries(db, default_only=True, limit=100)
         deliveries, history_name = [_delivery(r) for r in rows], "the default endpoint"
-    elif history.isdigit():
-        match = next((h for h in hooks if h["id"] == int(history)), None)
+    elif (history_id := parse_id(history)) is not None:
+        match = next((h for h in hooks if h["id"] == history_id), None)
         if match is not None:
-            rows = await service.list_deliveries(db, webhook_id=int(history), limit=100)
+            rows = await service.list_deliveries(db, webhook_id=history_id, limit=100)
             deliveries, history_name = [_delivery(r) for r in rows], str(match["name"])
     created = request.query_params.get("created", "")
     base: dict[str, Any] = {
         "hooks": hooks,
         "events": service.SUBSCRIBABLE,
         "titles": service.EVENTS,
-        "default_url": service.mask_url(default_url) if default_url else None,
+        "default_url": mask_url(default_url) if default_url else None,
         "default_last": _delivery(last[None]) if None in last else None,
         "allow_private": settings.webhook_allow_private,
         "deliveries": deliveries,
@@ -155,81 +156,70 @@ async def _webhooks_page(
         "history_name": history_name,
         "form": {"events": []},
         "error": None,
-        "message": "Webhook created." if created.isdigit() else None,
+        "message": "Webhook created." if parse_id(created) else None,
         "test_result": None,
     }
-    return render(request, "webhooks.html", {**base, **context}, principal=principal, status=status)
+    return render(request, "webhooks.html", {**base, **context}, me=me, status=status)
 
 
 @router.get(WEBHOOKS, response_class=HTMLResponse)
 async def webhooks_page(
-    request: Request, principal: AdminPrincipal, db: DbDep, settings: SettingsDep
+    request: Request, me: AdminDep, db: DbDep, settings: SettingsDep
 ) -> Response:
-    return await _webhooks_page(request, principal, db, settings)
+    return await _webhooks_page(request, me, db, settings)
 
 
 @router.post(WEBHOOKS, response_class=HTMLResponse)
-async def create(
-    request: Request, principal: AdminPrincipal, db: DbDep, settings: SettingsDep
-) -> Response:
+async def create(request: Request, me: AdminDep, db: DbDep, settings: SettingsDep) -> Response:
     raw = await request.form()
     name, url = str(raw.get("name") or ""), str(raw.get("url") or "")
     events = [str(e) for e in raw.getlist("events") if isinstance(e, str)]
-    enabled = _truthy(str(raw.get("enabled") or ""))
+    enabled = truthy(str(raw.get("enabled") or ""))
     form = {"name": name, "url": url, "events": events, "enabled": enabled}
     try:
         hook = await service.create_webhook(
-            db, settings, principal.actor, name=name, url=url, events=events, enabled=enabled
+            db, settings=settings, caller=me, name=name, url=url, events=events, enabled=enabled
         )
     except DeployMateError as exc:
-        return await _webhooks_page(
-            request, principal, db, settings, status=exc.status, form=form, error=exc.detail
-        )
+        return await refused(db, exc, partial(_webhooks_page, request, me, db, settings), form=form)
     return RedirectResponse(f"{WEBHOOKS}?created={hook.id}", status_code=303)
 
 
 @router.post(f"{WEBHOOKS}/{{webhook_id}}/enabled", response_class=HTMLResponse)
 async def set_enabled(
-    webhook_id: int,
+    webhook_id: IdPath,
     request: Request,
-    principal: AdminPrincipal,
+    me: AdminDep,
     db: DbDep,
     settings: SettingsDep,
     enabled: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     try:
         hook = await service.update_webhook(
-            db, settings, principal.actor, webhook_id, enabled=_truthy(enabled)
+            db, settings=settings, caller=me, webhook_id=webhook_id, enabled=truthy(enabled)
         )
     except DeployMateError as exc:
-        return await _webhooks_page(
-            request, principal, db, settings, status=exc.status, error=exc.detail
-        )
+        return await refused(db, exc, partial(_webhooks_page, request, me, db, settings))
     state = "enabled" if hook.enabled else "disabled"
-    return await _webhooks_page(
-        request, principal, db, settings, message=f"Webhook {hook.name} {state}."
-    )
+    return await _webhooks_page(request, me, db, settings, message=f"Webhook {hook.name} {state}.")
 
 
 @router.post(f"{WEBHOOKS}/{{webhook_id}}/test", response_class=HTMLResponse)
 async def send_test(
-    webhook_id: int,
+    webhook_id: IdPath,
     request: Request,
-    principal: AdminPrincipal,
+    me: AdminDep,
     db: DbDep,
     settings: SettingsDep,
+    context: ContextDep,
 ) -> Response:
     try:
-        delivery = await service.send_test(
-            request.app.state.services, db, principal.actor, webhook_id
-        )
+        delivery = await service.send_test(db, context=context, caller=me, webhook_id=webhook_id)
     except DeployMateError as exc:
-        return await _webhooks_page(
-            request, principal, db, settings, status=exc.status, error=exc.detail
-        )
+        return await refused(db, exc, partial(_webhooks_page, request, me, db, settings))
     return await _webhooks_page(
         request,
-        principal,
+        me,
         db,
         settings,
         test_result=_delivery(delivery),
@@ -239,9 +229,9 @@ async def send_test(
 
 @router.post(f"{WEBHOOKS}/{{webhook_id}}/delete", response_class=HTMLResponse)
 async def delete(
-    webhook_id: int,
+    webhook_id: IdPath,
     request: Request,
-    principal: AdminPrincipal,
+    me: AdminDep,
     db: DbDep,
     settings: SettingsDep,
     confirm: Annotated[str, Form(max_length=10)] = "",
@@ -249,16 +239,14 @@ async def delete(
     if confirm != "yes":
         return await _webhooks_page(
             request,
-            principal,
+            me,
             db,
             settings,
             status=422,
             error="Tick the confirmation box to delete a webhook.",
         )
     try:
-        await service.delete_webhook(db, principal.actor, webhook_id)
+        await service.delete_webhook(db, caller=me, webhook_id=webhook_id)
     except DeployMateError as exc:
-        return await _webhooks_page(
-            request, principal, db, settings, status=exc.status, error=exc.detail
-        )
-    return await _webhooks_page(request, principal, db, settings, message="Webhook deleted.")
+        return await refused(db, exc, partial(_webhooks_page, request, me, db, settings))
+    return await _webhooks_page(request, me, db, settings, message="Webhook deleted.")

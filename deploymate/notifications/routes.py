@@ -2,131 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query, status
 
-from deploymate.deps import AdminPrincipal, CurrentPrincipal, DbDep, SettingsDep
-from deploymate.errors import ValidationFailed
+from deploymate.core.errors import ValidationFailed
+from deploymate.core.ids import parse_id
+from deploymate.deps import AdminDep, CallerDep, ContextDep, DbDep, IdPath, SettingsDep
 from deploymate.notifications import service
-from deploymate.notifications.models import Notification, Webhook, WebhookDelivery
+from deploymate.notifications.guard import mask_url
+from deploymate.notifications.schemas import (
+    DefaultEndpoint,
+    DeliveryOut,
+    MarkedRead,
+    NotificationOut,
+    UnreadCount,
+    WebhookCreate,
+    WebhookOut,
+    WebhookUpdate,
+)
 
 router = APIRouter(tags=["notifications"])
-
-
-class NotificationOut(BaseModel):
-    id: int
-    event: str
-    title: str
-    body: str
-    link: str | None
-    created_at: datetime
-    read_at: datetime | None
-    read: bool
-
-    @classmethod
-    def of(cls, row: Notification) -> NotificationOut:
-        return cls(
-            id=row.id,
-            event=row.event,
-            title=row.title,
-            body=row.body,
-            link=row.link,
-            created_at=row.created_at,
-            read_at=row.read_at,
-            read=row.read_at is not None,
-        )
-
-
-class UnreadCount(BaseModel):
-    unread: int
-
-
-class MarkedRead(BaseModel):
-    marked: int
-
-
-class DeliveryOut(BaseModel):
-    id: int
-    webhook_id: int | None
-    url: str = Field(description="masked: scheme://host/…last4")
-    event: str
-    payload: dict[str, Any]
-    status: str
-    attempts: int
-    response_status: int | None
-    error: str | None
-    created_at: datetime
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, row: WebhookDelivery) -> DeliveryOut:
-        return cls(
-            id=row.id,
-            webhook_id=row.webhook_id,
-            url=service.mask_url(row.url),
-            event=row.event,
-            payload=row.payload,
-            status=row.status,
-            attempts=row.attempts,
-            response_status=row.response_status,
-            error=row.error,
-            created_at=row.created_at,
-            finished_at=row.finished_at,
-        )
-
-
-class WebhookOut(BaseModel):
-    id: int
-    name: str
-    url: str = Field(description="masked: scheme://host/…last4; the full URL is never returned")
-    events: list[str]
-    enabled: bool
-    created_by: str | None
-    created_at: datetime
-    last_delivery: DeliveryOut | None = None
-
-    @classmethod
-    def of(cls, row: Webhook, last: WebhookDelivery | None = None) -> WebhookOut:
-        return cls(
-            id=row.id,
-            name=row.name,
-            url=service.mask_url(row.url),
-            events=list(row.events or []),
-            enabled=row.enabled,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            last_delivery=DeliveryOut.of(last) if last is not None else None,
-        )
-
-
-class WebhookCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    url: str = Field(min_length=1, max_length=service.MAX_URL)
-    events: list[str] = Field(min_length=1, max_length=len(service.SUBSCRIBABLE))
-    enabled: bool = True
-
-
-class WebhookUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=100)
-    url: str | None = Field(default=None, min_length=1, max_length=service.MAX_URL)
-    events: list[str] | None = Field(default=None, min_length=1, max_length=20)
-    enabled: bool | None = None
-
-
-class DefaultEndpoint(BaseModel):
-    """DEPLOYMATE_NOTIFICATION_WEBHOOK: set in the environment, receives every event."""
-
-    configured: bool
-    url: str | None = Field(description="masked")
-    events: list[str]
-    last_delivery: DeliveryOut | None = None
 
 
 # --- my notifications -------------------------------------------------------------------------
@@ -135,49 +31,49 @@ class DefaultEndpoint(BaseModel):
 @router.get("/api/notifications")
 async def list_notifications(
     db: DbDep,
-    principal: CurrentPrincipal,
+    me: CallerDep,
     unread: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[NotificationOut]:
     """My notifications, newest first; `?unread=true` for the unread ones only."""
-    rows = await service.list_for(db, principal.user.id, unread=unread, limit=limit)
+    rows = await service.list_for(db, caller=me, unread=unread, limit=limit)
     return [NotificationOut.of(r) for r in rows]
 
 
 @router.get("/api/notifications/unread-count")
-async def unread_count(db: DbDep, principal: CurrentPrincipal) -> UnreadCount:
-    return UnreadCount(unread=await service.unread_count(db, principal.user.id))
+async def unread_count(db: DbDep, me: CallerDep) -> UnreadCount:
+    return UnreadCount(unread=await service.unread_count(db, caller=me))
 
 
 @router.post("/api/notifications/read-all")
-async def read_all(db: DbDep, principal: CurrentPrincipal) -> MarkedRead:
-    return MarkedRead(marked=await service.mark_all_read(db, principal.user.id))
+async def read_all(db: DbDep, me: CallerDep) -> MarkedRead:
+    return MarkedRead(marked=await service.mark_all_read(db, caller=me))
 
 
 @router.post("/api/notifications/{notification_id}/read")
-async def read_one(notification_id: int, db: DbDep, principal: CurrentPrincipal) -> NotificationOut:
-    return NotificationOut.of(await service.mark_read(db, principal.user.id, notification_id))
+async def read_one(notification_id: IdPath, db: DbDep, me: CallerDep) -> NotificationOut:
+    return NotificationOut.of(
+        await service.mark_read(db, caller=me, notification_id=notification_id)
+    )
 
 
 # --- webhooks (admins) --------------------------------------------------------------------------
 
 
 @router.get("/api/admin/webhooks")
-async def list_webhooks(db: DbDep, principal: AdminPrincipal) -> list[WebhookOut]:
+async def list_webhooks(db: DbDep, me: AdminDep) -> list[WebhookOut]:
     """Every webhook with its newest delivery; URLs are masked."""
     last = await service.last_deliveries(db)
     return [WebhookOut.of(h, last.get(h.id)) for h in await service.list_webhooks(db)]
 
 
 @router.get("/api/admin/webhooks/default")
-async def default_endpoint(
-    db: DbDep, settings: SettingsDep, principal: AdminPrincipal
-) -> DefaultEndpoint:
+async def default_endpoint(db: DbDep, settings: SettingsDep, me: AdminDep) -> DefaultEndpoint:
     default = (settings.notification_webhook or "").strip()
     last = (await service.last_deliveries(db)).get(None)
     return DefaultEndpoint(
         configured=bool(default),
-        url=service.mask_url(default) if default else None,
+        url=mask_url(default) if default else None,
         events=list(service.SUBSCRIBABLE),
         last_delivery=DeliveryOut.of(last) if last is not None else None,
     )
@@ -185,12 +81,12 @@ async def default_endpoint(
 
 @router.post("/api/admin/webhooks", status_code=status.HTTP_201_CREATED)
 async def create_webhook(
-    body: WebhookCreate, db: DbDep, settings: SettingsDep, principal: AdminPrincipal
+    body: WebhookCreate, db: DbDep, settings: SettingsDep, me: AdminDep
 ) -> WebhookOut:
     hook = await service.create_webhook(
         db,
-        settings,
-        principal.actor,
+        settings=settings,
+        caller=me,
         name=body.name,
         url=body.url,
         events=body.events,
@@ -200,24 +96,24 @@ async def create_webhook(
 
 
 @router.get("/api/admin/webhooks/{webhook_id}")
-async def get_webhook(webhook_id: int, db: DbDep, principal: AdminPrincipal) -> WebhookOut:
-    hook = await service.get_webhook(db, webhook_id)
+async def get_webhook(webhook_id: IdPath, db: DbDep, me: AdminDep) -> WebhookOut:
+    hook = await service.get_webhook(db, webhook_id=webhook_id)
     return WebhookOut.of(hook, (await service.last_deliveries(db)).get(hook.id))
 
 
 @router.patch("/api/admin/webhooks/{webhook_id}")
 async def update_webhook(
-    webhook_id: int,
+    webhook_id: IdPath,
     body: WebhookUpdate,
     db: DbDep,
     settings: SettingsDep,
-    principal: AdminPrincipal,
+    me: AdminDep,
 ) -> WebhookOut:
     hook = await service.update_webhook(
         db,
-        settings,
-        principal.actor,
-        webhook_id,
+        settings=settings,
+        caller=me,
+        webhook_id=webhook_id,
         name=body.name,
         url=body.url,
         events=body.events,
@@ -227,29 +123,29 @@ async def update_webhook(
 
 
 @router.delete("/api/admin/webhooks/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_webhook(webhook_id: int, db: DbDep, principal: AdminPrincipal) -> None:
-    await service.delete_webhook(db, principal.actor, webhook_id)
+async def delete_webhook(webhook_id: IdPath, db: DbDep, me: AdminDep) -> None:
+    await service.delete_webhook(db, caller=me, webhook_id=webhook_id)
 
 
 @router.post("/api/admin/webhooks/{webhook_id}/test")
 async def test_webhook(
-    webhook_id: int, request: Request, db: DbDep, principal: AdminPrincipal
+    webhook_id: IdPath, db: DbDep, me: AdminDep, context: ContextDep
 ) -> DeliveryOut:
     """Send a `webhook.test` event now and answer with the delivery's result."""
-    delivery = await service.send_test(request.app.state.services, db, principal.actor, webhook_id)
+    delivery = await service.send_test(db, context=context, caller=me, webhook_id=webhook_id)
     return DeliveryOut.of(delivery)
 
 
 @router.get("/api/admin/webhooks/{webhook_id}/deliveries")
 async def webhook_deliveries(
-    webhook_id: int,
+    webhook_id: IdPath,
     db: DbDep,
-    principal: AdminPrincipal,
+    me: AdminDep,
     status: Literal["pending", "succeeded", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[DeliveryOut]:
     """The webhook's delivery history, newest first."""
-    await service.get_webhook(db, webhook_id)
+    await service.get_webhook(db, webhook_id=webhook_id)
     rows = await service.list_deliveries(db, webhook_id=webhook_id, status=status, limit=limit)
     return [DeliveryOut.of(r) for r in rows]
 
@@ -257,7 +153,7 @@ async def webhook_deliveries(
 @router.get("/api/admin/webhook-deliveries")
 async def all_deliveries(
     db: DbDep,
-    principal: AdminPrincipal,
+    me: AdminDep,
     webhook: Annotated[str | None, Query(description="a webhook ID, or `default`")] = None,
     status: Literal["pending", "succeeded", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -265,9 +161,9 @@ async def all_deliveries(
     """Every delivery, newest first; `?webhook=default` for DEPLOYMATE_NOTIFICATION_WEBHOOK."""
     webhook_id: int | None = None
     if webhook and webhook != "default":
-        if not webhook.isdigit():
-            raise ValidationFailed("webhook: a webhook ID or `default`")
-        webhook_id = int(webhook)
+        webhook_id = parse_id(webhook)
+        if webhook_id is None:
+            raise ValidationFailed("a webhook ID or `default`", field="webhook")
     rows = await service.list_deliveries(
         db, webhook_id=webhook_id, default_only=webhook == "default", status=status, limit=limit
     )

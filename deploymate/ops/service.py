@@ -1,57 +1,72 @@
-"""The ops overview: what is failing, what is unreachable, what ran recently."""
+"""The ops overview (what is failing, unreachable, recent) and the console's first steps.
+
+Counts are GROUP BY queries and lists are bounded, so the cost does not grow with the rows.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit.models import AuditEvent
-from deploymate.db import utcnow
+from deploymate.core.caller import Caller
+from deploymate.core.db import utcnow
+from deploymate.deployments import service as deployments
 from deploymate.deployments.models import Deployment, DeploymentEvent
 from deploymate.jobs.models import Job
 from deploymate.servers.models import Server
 
+LISTED = 50  # failing deployments and unreachable servers shown at most
 
-def _server_status(server: Server) -> str:
-    if server.last_check_at is None:
-        return "unchecked"
-    return "ok" if server.last_check_ok else "unreachable"
+
+def _server_state() -> Any:
+    return case(
+        (Server.last_check_at.is_(None), "unchecked"),
+        (Server.last_check_ok.is_(True), "ok"),
+        else_="unreachable",
+    )
 
 
 async def overview(db: AsyncSession) -> dict[str, Any]:
-    servers = list((await db.execute(select(Server).order_by(Server.name))).scalars())
-    by_server: dict[str, int] = {}
-    for server in servers:
-        by_server[_server_status(server)] = by_server.get(_server_status(server), 0) + 1
-    deployments = list(
-        (
+    state = _server_state()
+    by_server = {
+        str(k): int(n)
+        for k, n in (await db.execute(select(state, func.count()).group_by(state))).all()
+    }
+    by_deployment = {
+        str(k): int(n)
+        for k, n in (
             await db.execute(
-                select(Deployment).where(Deployment.status != "deleted").order_by(Deployment.name)
+                select(Deployment.status, func.count())
+                .where(Deployment.status != "deleted")
+                .group_by(Deployment.status)
             )
-        ).scalars()
-    )
-    by_deployment: dict[str, int] = {}
-    for dep in deployments:
-        by_deployment[dep.status] = by_deployment.get(dep.status, 0) + 1
-    failing = [
-        {"id": d.id, "name": d.name, "status": d.status, "reason": d.status_message}
-        for d in deployments
-        if d.status == "failed" or d.status_message
-    ]
-    unreachable = [
-        {
-            "id": s.id,
-            "name": s.name,
-            "host": s.host,
-            "reason": s.last_check_message,
-            "checked_at": s.last_check_at,
-        }
-        for s in servers
-        if _server_status(s) == "unreachable"
-    ]
+        ).all()
+    }
+    failing = (
+        await db.execute(
+            select(Deployment.id, Deployment.name, Deployment.status, Deployment.status_message)
+            .where(
+                Deployment.status != "deleted",
+                (Deployment.status == "failed") | Deployment.status_message.is_not(None),
+            )
+            .order_by(Deployment.name)
+            .limit(LISTED)
+        )
+    ).all()
+    unreachable = (
+        await db.execute(
+            select(
+                Server.id, Server.name, Server.host, Server.last_check_message, Server.last_check_at
+            )
+            .where(Server.last_check_at.is_not(None), Server.last_check_ok.is_not(True))
+            .order_by(Server.name)
+            .limit(LISTED)
+        )
+    ).all()
     since = utcnow() - timedelta(hours=24)
     job_counts = dict(
         (
@@ -77,10 +92,22 @@ async def overview(db: AsyncSession) -> dict[str, Any]:
         )
     ).scalars()
     return {
-        "servers": {"total": len(servers), "by_status": by_server},
-        "deployments": {"total": len(deployments), "by_status": by_deployment},
-        "failing_deployments": failing,
-        "unreachable_servers": unreachable,
+        "servers": {"total": sum(by_server.values()), "by_status": by_server},
+        "deployments": {"total": sum(by_deployment.values()), "by_status": by_deployment},
+        "failing_deployments": [
+            {"id": r.id, "name": r.name, "status": r.status, "reason": r.status_message}
+            for r in failing
+        ],
+        "unreachable_servers": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "host": r.host,
+                "reason": r.last_check_message,
+                "checked_at": r.last_check_at,
+            }
+            for r in unreachable
+        ],
         "jobs_24h": {
             "running": int(job_counts.get("running", 0)) + int(job_counts.get("queued", 0)),
             "failed": int(job_counts.get("failed", 0)) + int(job_counts.get("interrupted", 0)),
@@ -102,3 +129,36 @@ async def overview(db: AsyncSession) -> dict[str, Any]:
             for a in security
         ],
     }
+
+
+async def first_steps(db: AsyncSession, *, caller: Caller) -> list[dict[str, Any]]:
+    """The getting-started path, counting only what the caller can see (deleted excluded)."""
+    owned = select(func.count()).select_from(Server)
+    if not caller.is_admin:
+        owned = owned.where(Server.owner_id == caller.user_id)
+    servers = int((await db.execute(owned)).scalar_one())
+    live = await deployments.count_for(db, caller=caller)
+    return [
+        {
+            "title": "Secure your account",
+            "done": not caller.must_change_password,
+            "detail": "Choose your own password.",
+            "href": "/app/change-password",
+        },
+        {
+            "title": "Add a server",
+            "done": servers > 0,
+            "detail": f"{servers} server(s) registered."
+            if servers
+            else "Register an SSH target and pin its host key.",
+            "href": "/app/server-review",
+        },
+        {
+            "title": "Create a deployment",
+            "done": live > 0,
+            "detail": f"{live} deployment(s)."
+            if live
+            else "Deploy a container image with a health check.",
+            "href": "/app/deployment-workflow",
+        },
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploymate.errors import DeployMateError
+from deploymate.core.errors import DeployMateError
 
 
 class RuntimeFailure(DeployMateError):

@@ -51,6 +51,8 @@ async def ensure(
     Pinned (rollback): the exact ID from the target, else streamed from the control host.
     A registry reference: what the target has, else `docker pull` on the target.
     Otherwise: the control host's image, streamed unless the target already has that ID.
+    `control` is None when the control host is no source for this caller: the messages then
+    say nothing of what the control host holds.
     """
     if pinned_id:
         found = await inspect(target, pinned_id)
@@ -58,9 +60,13 @@ async def ensure(
             await _stream(target, pinned_id, log)
             found = await inspect(target, pinned_id)
         if found is None:
+            where = (
+                "not on the target"
+                if control is None
+                else "on neither the target nor the control host"
+            )
             raise RuntimeFailure(
-                f"image {pinned_id} is on neither the target nor the control host "
-                "(pruned?); it cannot be restored",
+                f"image {pinned_id} is {where} (pruned?); it cannot be restored",
                 step="image",
                 code="image_missing",
             )
@@ -79,9 +85,14 @@ async def ensure(
     if local is None:
         found = await inspect(target, ref)
         if found is None:
+            where = (
+                "not on the target"
+                if control is None
+                else "on neither the control host nor the target"
+            )
             raise RuntimeFailure(
-                f"image {ref} is on neither the control host nor the target, and it names no "
-                "registry to pull from",
+                f"image {ref} is {where}, and it names no registry to pull from; use a "
+                "registry reference (registry.example.com/team/app:tag)",
                 step="image",
                 code="image_missing",
             )

@@ -1,22 +1,20 @@
-"""Server credentials encrypted with Fernet (MultiFernet: the first key encrypts, all decrypt)."""
+"""Server credentials: the sealed JSON record, and the audit and rotation of every record."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.config import Settings
-from deploymate.errors import ConfigurationError
+from deploymate.audit import service as audit
+from deploymate.core.caller import Caller
+from deploymate.core.crypto import Cipher, looks_encrypted
+from deploymate.servers.models import Server
 
-log = logging.getLogger("deploymate.credentials")
-
-KEY_FILE_NAME = "server-credentials.key"
-FERNET_PREFIX = "gAAAAA"  # every Fernet token starts with the version byte 0x80, base64url-encoded
+FIELDS = ("private_key", "passphrase", "password")
 
 
 @dataclass(frozen=True)
@@ -33,71 +31,71 @@ class Credentials:
     @classmethod
     def from_json(cls, text: str) -> Credentials:
         data = json.loads(text)
-        return cls(**{k: data.get(k) for k in ("private_key", "passphrase", "password")})
+        return cls(**{k: data.get(k) for k in FIELDS})
 
 
-class Cipher:
-    """Encrypts with the first configured key, decrypts with any of them."""
-
-    def __init__(self, keys: list[str]) -> None:
-        try:
-            self._fernets = [Fernet(k.strip().encode()) for k in keys if k.strip()]
-        except ValueError:
-            raise ConfigurationError(
-                "invalid configuration: DEPLOYMATE_SERVER_CREDENTIALS_KEY must hold Fernet keys "
-                "(32 url-safe base64-encoded bytes), comma-separated"
-            ) from None
-        if not self._fernets:
-            raise ConfigurationError(
-                "invalid configuration: DEPLOYMATE_SERVER_CREDENTIALS_KEY is empty"
-            )
-        self._multi = MultiFernet(self._fernets)
-
-    def encrypt(self, plaintext: str) -> str:
-        return self._multi.encrypt(plaintext.encode()).decode()
-
-    def decrypt(self, token: str) -> str:
-        return self._multi.decrypt(token.encode()).decode()
-
-    def can_decrypt(self, token: str) -> bool:
-        try:
-            self.decrypt(token)
-        except (InvalidToken, ValueError):
-            return False
-        return True
-
-    def rotate(self, token: str) -> str:
-        """Re-encrypt with the first key (raises InvalidToken when no key fits)."""
-        return self._multi.rotate(token.encode()).decode()
+def decrypt(cipher: Cipher, server: Server) -> Credentials | None:
+    try:
+        return Credentials.from_json(cipher.decrypt(server.credentials))
+    except (InvalidToken, ValueError):
+        return None
 
 
-def looks_encrypted(value: str) -> bool:
-    return value.startswith(FERNET_PREFIX)
+@dataclass(frozen=True)
+class CredentialState:
+    server: Server
+    state: str  # encrypted | plaintext | undecryptable
 
 
-def generate_key() -> str:
-    return Fernet.generate_key().decode()
+async def states(db: AsyncSession, *, cipher: Cipher) -> list[CredentialState]:
+    found = []
+    for server in (await db.execute(select(Server).order_by(Server.id))).scalars():
+        if not looks_encrypted(server.credentials):
+            state = "plaintext"
+        elif cipher.can_decrypt(server.credentials):
+            state = "encrypted"
+        else:
+            state = "undecryptable"
+        found.append(CredentialState(server, state))
+    return found
 
 
-def cipher_from_settings(settings: Settings) -> Cipher:
-    """The configured keys; in development without one, a key file in the data dir (0600)."""
-    if settings.server_credentials_key is not None:
-        return Cipher(settings.server_credentials_key.get_secret_value().split(","))
-    if settings.env == "production":
-        raise ConfigurationError("DEPLOYMATE_SERVER_CREDENTIALS_KEY is required in production")
-    path = settings.data_dir / KEY_FILE_NAME
-    if not path.exists():
-        _write_key_file(path)
-        log.warning(
-            "no DEPLOYMATE_SERVER_CREDENTIALS_KEY set; generated a development key in %s. "
-            "Back it up: without it, stored server credentials cannot be read.",
-            path,
+async def encrypt_plaintext(db: AsyncSession, *, cipher: Cipher) -> int:
+    """Start-up guard: a plaintext credential (e.g. from an old import) is encrypted at once."""
+    count = 0
+    for state in await states(db, cipher=cipher):
+        if state.state == "plaintext":
+            state.server.credentials = cipher.encrypt(state.server.credentials)
+            count += 1
+    if count:
+        await audit.record(
+            db,
+            caller=Caller.system(),
+            action="credentials.encrypt_plaintext",
+            details={"servers": count},
         )
-    return Cipher([path.read_text(encoding="utf-8").strip()])
+        await db.commit()
+    return count
 
 
-def _write_key_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(generate_key() + "\n")
+async def rotate(db: AsyncSession, *, cipher: Cipher, caller: Caller) -> tuple[int, list[str]]:
+    """Re-encrypt every record with the first key; returns (rotated, names that no key opens)."""
+    rotated, failed = 0, []
+    for state in await states(db, cipher=cipher):
+        if state.state == "undecryptable":
+            failed.append(state.server.name)
+            continue
+        value = state.server.credentials
+        state.server.credentials = (
+            cipher.encrypt(value) if state.state == "plaintext" else cipher.rotate(value)
+        )
+        rotated += 1
+    await audit.record(
+        db,
+        caller=caller,
+        action="credentials.rotate",
+        outcome="success" if not failed else "failure",
+        details={"rotated": rotated, "undecryptable": failed},
+    )
+    await db.commit()
+    return rotated, failed

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from deploymate.db import Base, UTCDateTime, utcnow
+from deploymate.core.db import Base, UTCDateTime, utcnow
 
 
 class Server(Base):
@@ -35,3 +35,15 @@ class Server(Base):
     last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_check_ok: Mapped[bool | None] = mapped_column(default=None)
     last_check_message: Mapped[str | None] = mapped_column(Text, default=None)
+
+    # The deployments on this server, named rather than imported: the deployments domain builds
+    # on servers, never the other way round. Deleted ones keep their release history here.
+    deployments: Mapped[list[Any]] = relationship(
+        "Deployment", viewonly=True, lazy="raise", order_by="Deployment.name"
+    )
+    live_deployments: Mapped[list[Any]] = relationship(
+        "Deployment",
+        primaryjoin="and_(Server.id == Deployment.server_id, Deployment.status != 'deleted')",
+        viewonly=True,
+        lazy="raise",
+    )

@@ -7,9 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from deploymate.deps import DbDep, SettingsDep
-from deploymate.servers import service
-from deploymate.servers.deps import CipherDep, PoolDep, ViewerDep
+from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
+from deploymate.servers import checks, presenters, service
 from deploymate.servers.schemas import (
     HostPort,
     PinHostKey,
@@ -18,7 +17,6 @@ from deploymate.servers.schemas import (
     ServerCreate,
     ServerOut,
     ServerUpdate,
-    SuggestedPorts,
     TestResult,
 )
 
@@ -26,87 +24,71 @@ router = APIRouter(prefix="/api/servers", tags=["servers"])
 
 
 @router.get("")
-async def list_servers(db: DbDep, viewer: ViewerDep, cipher: CipherDep) -> list[ServerOut]:
-    return await service.to_out(db, await service.list_visible(db, viewer), cipher)
+async def list_servers(db: DbDep, me: CallerDep, context: ContextDep) -> list[ServerOut]:
+    servers = await service.list_for(db, caller=me)
+    return await presenters.present(db, servers=servers, cipher=context.cipher)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_server(
-    body: ServerCreate, db: DbDep, settings: SettingsDep, viewer: ViewerDep, cipher: CipherDep
+    body: ServerCreate, db: DbDep, me: CallerDep, context: ContextDep
 ) -> ServerOut:
-    server = await service.create(db, settings, cipher, viewer, body)
-    return (await service.to_out(db, [server], cipher))[0]
+    server = await service.create(db, context=context, caller=me, data=body)
+    return await presenters.present_one(db, server=server, cipher=context.cipher)
 
 
 @router.post("/scan-host-key")
-async def scan_host_key(body: HostPort, db: DbDep, viewer: ViewerDep) -> ScanResult:
+async def scan_host_key(
+    body: HostPort, db: DbDep, me: CallerDep, context: ContextDep
+) -> ScanResult:
     """Read the keys a host offers; nothing is pinned until the operator confirms one."""
-    keys = await service.scan_host_key(db, viewer, body.host, body.port)
+    keys = await service.scan_host_key(
+        db, settings=context.settings, caller=me, host=body.host, port=body.port
+    )
     return ScanResult(
         host=body.host, port=body.port, keys=[ScannedKeyOut(**asdict(k)) for k in keys]
     )
 
 
 @router.get("/{server_id}")
-async def get_server(server_id: int, db: DbDep, viewer: ViewerDep, cipher: CipherDep) -> ServerOut:
-    return (await service.to_out(db, [await service.get_visible(db, viewer, server_id)], cipher))[0]
+async def get_server(server_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep) -> ServerOut:
+    server = await service.get(db, caller=me, server_id=server_id)
+    return await presenters.present_one(db, server=server, cipher=context.cipher)
 
 
 @router.patch("/{server_id}")
 async def update_server(
-    server_id: int,
-    body: ServerUpdate,
-    db: DbDep,
-    settings: SettingsDep,
-    viewer: ViewerDep,
-    cipher: CipherDep,
-    pool: PoolDep,
+    server_id: IdPath, body: ServerUpdate, db: DbDep, me: CallerDep, context: ContextDep
 ) -> ServerOut:
-    server = await service.update(db, settings, cipher, pool, viewer, server_id, body)
-    return (await service.to_out(db, [server], cipher))[0]
+    server = await service.update(db, context=context, caller=me, server_id=server_id, data=body)
+    return await presenters.present_one(db, server=server, cipher=context.cipher)
 
 
 @router.delete("/{server_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_server(server_id: int, db: DbDep, viewer: ViewerDep, pool: PoolDep) -> None:
-    await service.delete(db, pool, viewer, server_id)
+async def delete_server(server_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep) -> None:
+    await service.delete(db, context=context, caller=me, server_id=server_id)
 
 
 @router.post("/{server_id}/host-key")
 async def pin_host_key(
-    server_id: int,
-    body: PinHostKey,
-    db: DbDep,
-    settings: SettingsDep,
-    viewer: ViewerDep,
-    cipher: CipherDep,
-    pool: PoolDep,
+    server_id: IdPath, body: PinHostKey, db: DbDep, me: CallerDep, context: ContextDep
 ) -> ServerOut:
-    server = await service.pin_host_key(db, settings, pool, viewer, server_id, body.public_key)
-    return (await service.to_out(db, [server], cipher))[0]
+    server = await service.pin_host_key(
+        db, context=context, caller=me, server_id=server_id, public_key=body.public_key
+    )
+    return await presenters.present_one(db, server=server, cipher=context.cipher)
 
 
 @router.post("/{server_id}/test")
 async def test_server(
-    server_id: int,
-    db: DbDep,
-    settings: SettingsDep,
-    viewer: ViewerDep,
-    cipher: CipherDep,
-    pool: PoolDep,
+    server_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
 ) -> TestResult:
-    return await service.run_check(db, settings, cipher, pool, viewer, server_id)
+    return await checks.run(db, context=context, caller=me, server_id=server_id)
 
 
 @router.get("/{server_id}/diagnostics")
 async def diagnostics(
-    server_id: int, db: DbDep, viewer: ViewerDep, cipher: CipherDep, pool: PoolDep
+    server_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
 ) -> dict[str, Any]:
-    return asdict(await service.diagnostics(db, cipher, pool, viewer, server_id))
-
-
-@router.get("/{server_id}/suggested-ports")
-async def suggested_ports(
-    server_id: int, db: DbDep, viewer: ViewerDep, cipher: CipherDep, pool: PoolDep
-) -> SuggestedPorts:
-    ports, listening = await service.suggested_ports(db, cipher, pool, viewer, server_id)
-    return SuggestedPorts(ports=ports, listening=listening)
+    facts = await checks.diagnostics(db, context=context, caller=me, server_id=server_id)
+    return asdict(facts)

@@ -11,7 +11,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.routing import Match
 
 from deploymate import __version__
-from deploymate.deps import Principal
+from deploymate.core import tokens
+from deploymate.core.caller import Caller
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -37,13 +38,13 @@ def make_templates() -> Jinja2Templates:
     return templates
 
 
-def _nav(request: Request, principal: Principal | None) -> list[dict[str, Any]]:
-    if principal is None or principal.user.must_change_password:
+def _nav(request: Request, me: Caller | None) -> list[dict[str, Any]]:
+    if me is None or me.must_change_password:
         return []
     return [
         {"path": path, "label": label, "active": request.url.path == path}
         for path, label, admin_only in NAVIGATION
-        if (principal.user.is_admin or not admin_only) and _served(request, path)
+        if (me.is_admin or not admin_only) and _served(request, path)
     ]
 
 
@@ -57,15 +58,17 @@ def render(
     template: str,
     context: dict[str, Any],
     *,
-    principal: Principal | None = None,
+    me: Caller | None = None,
     status: int = 200,
 ) -> Response:
+    """A page; `me` is who is signed in (None on the login page)."""
     notice = NOTICES.get(request.query_params.get("notice", ""))
     full = {
-        "principal": principal,
-        "nav": _nav(request, principal),
+        "me": me,
+        "nav": _nav(request, me),
         "notice": notice,
-        "csrf_token": principal.csrf_token if principal else None,
+        "csrf_token": tokens.csrf_for(me.session_secret) if me and me.session_secret else None,
+        "field_errors": {},
         **context,
     }
     templates: Jinja2Templates = request.app.state.templates

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from deploymate.app import create_app
 from deploymate.auth.models import AuthSession
-from deploymate.db import utcnow
+from deploymate.core.db import utcnow
 from tests.conftest import ADMIN_PASSWORD, make_settings
 from tests.support.api import audit_rows, create_user, login, run_in_app, second_client
 

@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import deploymate.models  # noqa: F401  (every table registered on Base.metadata)
 from deploymate.app import create_app
-from deploymate.backup import bundle as bundle_format
-from deploymate.config import Settings
-from deploymate.db import Base
+from deploymate.backup import format as bundle_format
+from deploymate.core.config import Settings
+from deploymate.core.crypto import KEY_FILE_NAME
+from deploymate.core.db import Base
 from deploymate.deployments.models import Deployment, DeploymentTemplate, Release
-from deploymate.servers.credentials import KEY_FILE_NAME
 from tests.conftest import ADMIN_PASSWORD, make_settings
 from tests.support.api import audit_rows, create_user, login, run_in_app
 
@@ -81,7 +81,7 @@ def _member_token(client: TestClient) -> str:
 
 def _plant(client: TestClient, server_id: int, owner_id: int) -> None:
     """Deployments, a release and a template, written directly (no deploy job runs)."""
-    cipher = client.app.state.cipher  # type: ignore[attr-defined]
+    cipher = client.app.state.context.cipher  # type: ignore[attr-defined]
     sealed = cipher.encrypt(json.dumps({"API_KEY": SECRET_VALUE}))
 
     async def plant(db: AsyncSession) -> None:
@@ -264,7 +264,7 @@ def test_credentials_are_only_the_stored_fernet_tokens(client: TestClient, world
         return servers, deps
 
     servers, deps = run_in_app(client, stored)
-    cipher = client.app.state.cipher  # type: ignore[attr-defined]
+    cipher = client.app.state.context.cipher  # type: ignore[attr-defined]
     for server in doc["sections"]["servers"]:
         assert server["credentials"] == servers[server["name"]]
         assert server["credentials"].startswith("gAAAAA")

@@ -11,10 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.app import create_app
-from deploymate.audit.service import Actor
 from deploymate.auth.models import User
-from deploymate.deployments import pages
-from deploymate.servers.service import Viewer
+from deploymate.core.caller import Caller
+from deploymate.deployments import presenters, service
 from tests.api.test_console import _console_login, _form_csrf
 from tests.conftest import ADMIN_PASSWORD, make_settings
 from tests.support.api import create_user, login, run_in_app
@@ -212,8 +211,8 @@ def test_deployment_cards_list_what_the_viewer_may_see(client: TestClient) -> No
 
     async def admin_cards(db: AsyncSession) -> list[dict[str, Any]]:
         admin = (await db.execute(select(User).where(User.username == "admin"))).scalar_one()
-        viewer = Viewer(user=admin, actor=Actor(admin.id, admin.username, None))
-        return await pages.cards(db, app.state.services, viewer)
+        me = Caller.of(admin, via="session", client_address=None)
+        return await presenters.cards(db, deps=await service.list_for(db, caller=me))
 
     cards = run_in_app(client, admin_cards)
     assert [c["name"] for c in cards] == ["carded"]

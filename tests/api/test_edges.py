@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from deploymate.db import make_engine
+from deploymate.core.db import make_engine
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.api import audit_rows, create_user, login
 
@@ -17,12 +17,12 @@ def test_health_reports_the_database(client: TestClient) -> None:
 
 def test_health_is_503_naming_the_database_when_it_is_unreachable(client: TestClient) -> None:
     app = client.app
-    good = app.state.engine  # type: ignore[attr-defined]
-    app.state.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # type: ignore[attr-defined]
+    good = app.state.context.engine  # type: ignore[attr-defined]
+    app.state.context.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # type: ignore[attr-defined]
     try:
         res = client.get("/api/health")
     finally:
-        app.state.engine = good  # type: ignore[attr-defined]
+        app.state.context.engine = good  # type: ignore[attr-defined]
     assert res.status_code == 503
     assert res.json()["database"] == "unreachable" and "Traceback" not in res.text
 

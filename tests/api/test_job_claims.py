@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-from deploymate import db
+from deploymate.core import db
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
 from tests.support.postgres import PostgresServer

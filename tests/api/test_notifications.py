@@ -17,9 +17,9 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from deploymate.notifications import service
+from deploymate.core import events
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.api import audit_rows, create_user, login, second_client
+from tests.support.api import audit_rows, create_user, login, second_client, settle
 
 SECRET = "s3cr3tT0ken-XYZZY"
 
@@ -59,11 +59,17 @@ def member(client: TestClient, name: str) -> tuple[int, dict[str, str]]:
 
 
 def publish(client: TestClient, event: str, text: str, **kwargs: Any) -> None:
+    """Emit an event as a domain does (in its own transaction) and wait for its dispatch."""
+
     async def call() -> None:
-        await service.publish(client.app.state.services, event=event, text=text, **kwargs)  # type: ignore[attr-defined]
+        async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
+            payload = {"text": text, "link": kwargs.get("link")}
+            events.emit(db, event, {**payload, "user_ids": list(kwargs.get("user_ids", []))})
+            await db.commit()
 
     assert client.portal is not None
     client.portal.call(call)
+    settle(client)
 
 
 def allow_private(client: TestClient, value: bool) -> None:
@@ -131,6 +137,7 @@ def test_disabled_users_get_no_notifications(admin: TestClient) -> None:
 
 def test_unreachable_server_check_notifies_owner_once(admin: TestClient) -> None:
     _, alice = member(admin, "alice")
+    admin.app.state.settings.ssh_allow_private = True  # type: ignore[attr-defined]  (127.0.0.1)
     body = {
         "name": "gone",
         "host": "127.0.0.1",
@@ -146,6 +153,7 @@ def test_unreachable_server_check_notifies_owner_once(admin: TestClient) -> None
     for _ in range(2):  # the same failure twice notifies once
         res = admin.post(f"/api/servers/{server_id}/test", headers=alice)
         assert res.status_code == 200 and res.json()["failed_step"] == "reachability", res.text
+        settle(admin)
     mine = admin.get("/api/notifications", headers=alice).json()
     assert [n["event"] for n in mine] == ["server.unreachable"]
     assert "gone" in mine[0]["body"] and mine[0]["link"] == "/app/server-review"
@@ -165,6 +173,7 @@ def test_upgrade_decision_notifies_the_member(admin: TestClient) -> None:
         json={"decision": "reject", "note": "use staging"},
     )
     assert res.status_code == 200, res.text
+    settle(admin)
     mine = admin.get("/api/notifications", headers=alice).json()
     assert [n["event"] for n in mine] == ["upgrade_request.decided"]
     assert "rejected" in mine[0]["body"] and "use staging" in mine[0]["body"]

@@ -28,6 +28,7 @@ def e2e_client(tmp_path: Path, credentials_key: str) -> Iterator[TestClient]:
         f"sqlite+aiosqlite:///{tmp_path / 'dm.db'}",
         server_credentials_key=credentials_key,
         ssh_known_hosts_file=tmp_path / "known_hosts",
+        ssh_allow_private=True,  # lab hosts live in 198.18.0.0/15, a private range
     )
     with TestClient(create_app(settings)) as client:
         client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)

@@ -156,7 +156,7 @@ def test_diagnostics_are_true_for_the_host(
     assert facts["docker_version"] == version
     # one connection, reused across the commands and calls
     e2e_client.get(f"/api/servers/{server['id']}/diagnostics")
-    assert e2e_client.app.state.ssh_pool.open_count == 1  # type: ignore[attr-defined]
+    assert e2e_client.app.state.context.pool.open_count == 1  # type: ignore[attr-defined]
 
 
 def test_suggested_ports_drop_a_port_once_something_listens(
@@ -259,7 +259,7 @@ def test_key_rotation_keeps_every_record_readable(tmp_path: Path, lab_host: LabH
         "DEPLOYMATE_ADMIN_PASSWORD": "rotation-admin-pass-1",
     }
     from deploymate.app import create_app
-    from deploymate.config import Settings
+    from deploymate.core.config import Settings
 
     with TestClient(
         create_app(

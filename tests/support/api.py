@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -34,7 +35,7 @@ def audit_rows(client: TestClient) -> list[dict[str, Any]]:
     from deploymate.audit.models import AuditEvent
 
     async def fetch() -> list[dict[str, Any]]:
-        async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+        async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
             rows = (await db.execute(select(AuditEvent).order_by(AuditEvent.id))).scalars()
             return [
                 {
@@ -56,7 +57,7 @@ def run_in_app(client: TestClient, fn: Any, *args: Any) -> Any:
     """Run an async function on the app's event loop with a database session."""
 
     async def call() -> Any:
-        async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+        async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
             return await fn(db, *args)
 
     assert client.portal is not None
@@ -89,3 +90,26 @@ def second_client(client: TestClient) -> TestClient:
     other = TestClient(client.app, base_url=str(client.base_url))
     other.portal = client.portal
     return other
+
+
+def settle(client: TestClient, timeout: float = 15) -> None:
+    """Wait until every committed event has been dispatched and its webhooks sent."""
+    from sqlalchemy import func, select
+
+    from deploymate.core.events import EventRecord
+    from deploymate.notifications import outbox
+
+    async def pending() -> int:
+        async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
+            stmt = select(func.count()).where(EventRecord.dispatched_at.is_(None))
+            return int((await db.execute(stmt)).scalar_one())
+
+    async def drained() -> None:
+        await outbox.drain(timeout)
+
+    assert client.portal is not None
+    deadline = time.monotonic() + timeout
+    while client.portal.call(pending):
+        assert time.monotonic() < deadline, "events were not dispatched in time"
+        time.sleep(0.05)
+    client.portal.call(drained)

@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from deploymate import models  # noqa: F401  (every table registered: the whole schema)
-from deploymate.auth import passwords
 from deploymate.auth import service as auth_service
-from deploymate.db import Base
+from deploymate.core import passwords
+from deploymate.core.db import Base
 from deploymate.jobs.models import Job
-from deploymate.notifications import service as notifications
+from deploymate.notifications import outbox
 
 LIGHT_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -38,7 +38,7 @@ async def _wait_for_jobs(client: TestClient, timeout: float = 60) -> None:
     """A test that left a job running must not see it finish into the next test's rows."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
+        async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
             busy = (
                 await db.execute(select(Job.id).where(Job.status.in_(("queued", "running"))))
             ).first()
@@ -50,8 +50,8 @@ async def _wait_for_jobs(client: TestClient, timeout: float = 60) -> None:
 
 async def _reset(client: TestClient) -> None:
     await _wait_for_jobs(client)
-    await notifications.drain(5)
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    await outbox.drain(5)
+    engine = client.app.state.context.engine  # type: ignore[attr-defined]
     tables = list(reversed(Base.metadata.sorted_tables))
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -60,14 +60,26 @@ async def _reset(client: TestClient) -> None:
         else:
             for table in tables:
                 await conn.execute(table.delete())
-    async with client.app.state.sessions() as db:  # type: ignore[attr-defined]
-        await auth_service.bootstrap_admin(db, client.app.state.settings)  # type: ignore[attr-defined]
+    async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
+        await auth_service.bootstrap_admin(db, settings=client.app.state.settings)  # type: ignore[attr-defined]
+
+
+def _restore_settings(client: TestClient) -> None:
+    """Tests may flip a setting on the shared app; the next test starts from the original."""
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    state = client.app.state  # type: ignore[attr-defined]
+    if not hasattr(state, "original_settings"):
+        state.original_settings = dict(settings.__dict__)
+    for key, value in state.original_settings.items():
+        if settings.__dict__.get(key) is not value:
+            settings.__dict__[key] = value
 
 
 def reset_app(client: TestClient) -> None:
     """Empty the app's database and bootstrap it again (the first admin from the settings, as at
     start-up); forget cookies and extra headers."""
     assert client.portal is not None, "the module's client must be entered (`with TestClient`)"
+    _restore_settings(client)
     client.portal.call(_reset, client)
     client.cookies.clear()
     for header in ("X-CSRF-Token", "Authorization", "Origin"):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploymate.config import Settings, load_settings
-from deploymate.errors import ConfigurationError
+from deploymate.core.config import Settings, load_settings
+from deploymate.core.errors import ConfigurationError
 
 STRONG_KEY = "0" * 43 + "="
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploymate.auth.passwords import hash_password, password_problem, verify_password
+from deploymate.core.passwords import hash_password, password_problem, verify_password
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from deploymate.notifications import service
+from deploymate.notifications import guard, outbox
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from deploymate.notifications import service
     ],
 )
 def test_mask_url(url: str, masked: str) -> None:
-    assert service.mask_url(url) == masked
+    assert guard.mask_url(url) == masked
 
 
 @pytest.mark.parametrize(
@@ -51,18 +51,19 @@ def test_mask_url(url: str, masked: str) -> None:
 )
 def test_address_rules(address: str, private_ok: bool, always: bool) -> None:
     ip = ipaddress.ip_address(address)
-    strict = service.address_problem(ip, allow_private=False)
-    relaxed = service.address_problem(ip, allow_private=True)
+    strict = guard.address_problem(ip, allow_private=False)
+    relaxed = guard.address_problem(ip, allow_private=True)
     assert (strict is None) is private_ok, strict
     assert (relaxed is not None) is always, relaxed
 
 
 def test_payload_is_accepted_by_slack_and_discord() -> None:
-    body = service.payload_for("deploy.failed", "x" * 5000, "/deployments/1")
+    body = outbox.payload_for("deploy.failed", "x" * 5000, "/deployments/1")
     assert body["text"] == body["content"] and len(body["content"]) <= 2000
     assert body == {
         "text": body["text"],
         "content": body["text"],
+        "allowed_mentions": {"parse": []},
         "event": "deploy.failed",
         "link": "/deployments/1",
     }

@@ -1,4 +1,4 @@
-"""HTTP edge: error mapping, security headers and request limits, applied to every route."""
+"""HTTP edge: error mapping, security headers, request limits and HEAD, for every route."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deploymate.errors import (
+from deploymate.core.errors import (
     DeployMateError,
     NotAuthenticated,
     PermissionDenied,
     RateLimited,
+    ValidationFailed,
+    describe,
+    field_errors,
 )
 
 log = logging.getLogger("deploymate.http")
@@ -33,6 +36,7 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 # Paths that take uploads: multipart as well as JSON, and the larger upload size limit.
 MULTIPART_PATHS = ("/api/admin/restore/",)
 UPLOAD_PATHS = ("/api/admin/restore/", "/app/backup")
@@ -65,25 +69,16 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
             status_code=exc.status,
         )
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-    return error_response(exc.status, exc.detail, exc.code, headers)
-
-
-def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
-    return ".".join(parts) or "body"
+    extra = {"field": exc.field} if isinstance(exc, ValidationFailed) and exc.field else {}
+    return error_response(exc.status, exc.detail, exc.code, headers, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     """Request validation, and models validated inside dependencies or services."""
     assert isinstance(exc, (RequestValidationError, PydanticValidationError))
-    errors = [
-        {
-            "field": _field(e.get("loc", ())),
-            "message": str(e.get("msg", "invalid")).removeprefix("Value error, "),
-        }
-        for e in exc.errors()
-    ]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    found = field_errors(exc.errors())
+    errors = [{"field": e.field or "body", "message": e.message} for e in found]
+    detail = describe(found)
     if not is_api(request):
         templates = request.app.state.templates
         return templates.TemplateResponse(
@@ -103,6 +98,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     # Answered by Starlette's outermost middleware, so the edge headers are added here.
     headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
+    if request.app.state.settings.secure_cookies:
+        headers[HSTS[0].decode()] = HSTS[1].decode()
     return error_response(500, "internal error; see the server log", "internal_error", headers)
 
 
@@ -117,10 +114,11 @@ def install_error_handlers(app: FastAPI) -> None:
 class EdgeMiddleware:
     """Security headers on every response; body size and content-type limits on requests."""
 
-    def __init__(self, app: ASGIApp, max_body: int, max_upload: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_upload: int, hsts: bool = False) -> None:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload
+        self.headers = [*SECURITY_HEADERS, *([HSTS] if hsts else [])]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,6 +126,9 @@ class EdgeMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         answered = False  # set once the edge itself answered; the app's reply is then dropped
+        head = scope["method"] == "HEAD"
+        if head:  # answered as GET without the body, wherever GET is (monitors use HEAD)
+            scope = {**scope, "method": "GET"}
 
         async def send_with_headers(message: Message) -> None:
             if answered:
@@ -135,7 +136,9 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
                 present = {k.lower() for k, _ in message["headers"]}
-                message["headers"].extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                message["headers"].extend(h for h in self.headers if h[0] not in present)
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         rejection = self._reject(scope, headers)

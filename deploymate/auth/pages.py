@@ -1,30 +1,26 @@
-"""Server-rendered console shell: login, overview, password change, logout."""
+"""Console pages of accounts: sign in, sign out, change the password."""
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from deploymate.auth import service as auth_service
-from deploymate.auth import tokens
+from deploymate.auth import service
 from deploymate.auth.cookies import clear_session_cookie, set_session_cookie
-from deploymate.deployments import pages as deployment_pages
-from deploymate.deployments.deps import ServicesDep
+from deploymate.core import tokens
+from deploymate.core.errors import DeployMateError
 from deploymate.deps import (
-    CurrentPrincipal,
+    CallerDep,
     DbDep,
-    Principal,
+    OptionalCaller,
     SettingsDep,
     client_address,
-    optional_principal,
     session_secret,
 )
-from deploymate.errors import DeployMateError
-from deploymate.servers.deps import ViewerDep
-from deploymate.web import overview
+from deploymate.web.forms import Refusal
 from deploymate.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -59,10 +55,8 @@ async def root() -> Response:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(
-    request: Request, principal: Annotated[Principal | None, Depends(optional_principal)]
-) -> Response:
-    if principal is not None:
+async def login_form(request: Request, me: OptionalCaller) -> Response:
+    if me is not None:
         return RedirectResponse("/app", status_code=303)
     return _login_page(request, secrets.token_urlsafe(24))
 
@@ -91,9 +85,9 @@ async def login_submit(
             request, fresh, error="Enter your username and password.", username=username, status=422
         )
     try:
-        new = await auth_service.login(
+        new = await service.login(
             db,
-            settings,
+            settings=settings,
             username=username,
             password=password,
             client_address=client_address(request),
@@ -116,72 +110,47 @@ async def login_submit(
 
 
 @router.post("/logout")
-async def logout(principal: CurrentPrincipal, db: DbDep, settings: SettingsDep) -> Response:
-    await auth_service.logout(db, actor=principal.actor, secret=principal.session_secret)
+async def logout(me: CallerDep, db: DbDep, settings: SettingsDep) -> Response:
+    await service.logout(db, caller=me)
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(response, settings)
     return response
 
 
-@router.get("/app", response_class=HTMLResponse)
-async def app_overview(
-    request: Request,
-    principal: CurrentPrincipal,
-    db: DbDep,
-    services: ServicesDep,
-    viewer: ViewerDep,
-) -> Response:
-    context: dict[str, Any] = {
-        "steps": await overview.first_steps(db, principal),
-        "ops": None,
-        "deployment_cards": await deployment_pages.cards(db, services, viewer),
-    }
-    if principal.user.is_admin:
-        from deploymate.ops import service as ops
-
-        context["ops"] = await ops.overview(db)
-    return render(request, "overview.html", context, principal=principal)
-
-
 @router.get("/app/change-password", response_class=HTMLResponse)
-async def change_password_form(request: Request, principal: CurrentPrincipal) -> Response:
-    return render(request, "change_password.html", {"error": None}, principal=principal)
+async def change_password_form(request: Request, me: CallerDep) -> Response:
+    return render(request, "change_password.html", {"error": None}, me=me)
 
 
 @router.post("/app/change-password", response_class=HTMLResponse)
 async def change_password_submit(
     request: Request,
-    principal: CurrentPrincipal,
+    me: CallerDep,
     db: DbDep,
     settings: SettingsDep,
     current_password: Annotated[str, Form(max_length=1024)] = "",
     new_password: Annotated[str, Form(max_length=1024)] = "",
     confirm_password: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
-    error = None
+    labels = {"current_password": "Current password", "new_password": "New password"}
     if new_password != confirm_password:
-        error = "The new passwords do not match."
+        error: str | None = "The new passwords do not match."
     else:
         try:
-            await auth_service.change_password(
-                db,
-                actor=principal.actor,
-                user=principal.user,
-                current_password=current_password,
-                new_password=new_password,
+            user = await service.change_password(
+                db, caller=me, current_password=current_password, new_password=new_password
             )
+            error = None
         except DeployMateError as exc:
-            error = exc.detail.replace("current_password: ", "Current password ").replace(
-                "new_password: ", "New password "
-            )
+            refusal = Refusal.of(exc)
+            field, message = next(iter(refusal.fields.items()), ("", refusal.message))
+            error = f"{labels[field]} {message}" if field in labels else refusal.message
     if error:
-        return render(
-            request, "change_password.html", {"error": error}, principal=principal, status=422
-        )
-    new = await auth_service.issue_session(
+        return render(request, "change_password.html", {"error": error}, me=me, status=422)
+    new = await service.issue_session(
         db,
-        settings,
-        principal.user,
+        settings=settings,
+        user=user,
         client_address=client_address(request),
         user_agent=request.headers.get("user-agent"),
     )

@@ -1,177 +1,36 @@
-"""The backup bundle format and the restore dry-run analysis (pure logic: no I/O, no database).
+"""The restore dry-run: a bundle checked against this instance, section by section.
 
-A bundle is one JSON object:
-
-    {"manifest": {"format": "deploymate-backup", "format_version": 1, "app_version": "...",
-                  "created_at": "...", "counts": {section: n},
-                  "checksum": "sha256:<hex>"},
-     "sections": {"users": [...], "servers": [...], "deployments": [...],
-                  "templates": [...], "releases": [...], "settings": {...}}}
-
-The checksum is the SHA-256 of the canonical JSON of the `sections` object:
-`json.dumps(sections, sort_keys=True, separators=(",", ":"))` (ASCII, `\\uXXXX` escapes), UTF-8.
-See docs/backup.md for what each section holds and what each dry-run reason means.
+Pure logic: no I/O, no database. It runs in a worker thread, so it never sorts a whole set in
+one call (the names it lists are the first few found with heapq), and the numbers it reads
+must be finite (`1e999` is refused as not JSON).
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 import json
-import re
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FORMAT = "deploymate-backup"
-FORMAT_VERSION = 1
+from deploymate.backup.format import (
+    CHECKSUM,
+    FIELDS,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_FIELDS,
+    REQUIRED,
+    SECTIONS,
+    SETTINGS_KEYS,
+    checksum,
+    section_count,
+)
+from deploymate.core.crypto import FERNET_PREFIX
 
 Severity = Literal["info", "warn", "error"]
 Status = Literal["ok", "warn", "error"]
-
-# Row fields per section. Password hashes, sessions, API tokens and release logs are never part
-# of a bundle; credentials and secret env values are the Fernet tokens exactly as stored.
-FIELDS: dict[str, tuple[str, ...]] = {
-    "users": (
-        "id",
-        "username",
-        "role",
-        "is_active",
-        "must_change_password",
-        "can_deploy_local",
-        "server_limit",
-        "created_at",
-        "last_login_at",
-    ),
-    "servers": (
-        "id",
-        "name",
-        "host",
-        "port",
-        "username",
-        "auth_type",
-        "credentials",
-        "host_key",
-        "purpose",
-        "criticality",
-        "labels",
-        "notes",
-        "owner_id",
-        "created_at",
-        "updated_at",
-        "last_check_at",
-        "last_check_ok",
-        "last_check_message",
-    ),
-    "deployments": (
-        "id",
-        "name",
-        "server_id",
-        "owner_id",
-        "image",
-        "internal_port",
-        "external_port",
-        "env",
-        "secret_env",
-        "command",
-        "restart_policy",
-        "health_check",
-        "memory_limit",
-        "cpu_limit",
-        "labels",
-        "status",
-        "status_message",
-        "current_release_id",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-    ),
-    "templates": ("id", "name", "owner_id", "settings", "created_at"),
-    "releases": (
-        "id",
-        "deployment_id",
-        "number",
-        "reason",
-        "image",
-        "image_id",
-        "repo_digest",
-        "config",
-        "status",
-        "container_name",
-        "created_by",
-        "created_at",
-        "finished_at",
-        "rollback_of",
-    ),
-}
-# Fields without which a record could not be restored; the others have defaults.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "users": ("id", "username", "role"),
-    "servers": ("id", "name", "host", "port", "username", "auth_type", "credentials"),
-    "deployments": ("id", "name", "server_id", "image", "internal_port", "external_port"),
-    "templates": ("id", "name", "settings"),
-    "releases": ("id", "deployment_id", "number", "image", "config"),
-}
-# Non-secret settings only: never the credentials key, the admin password, the webhook URL or
-# the database URL (which may hold a password). Informational: settings come from DEPLOYMATE_*.
-SETTINGS_KEYS: tuple[str, ...] = (
-    "env",
-    "local_docker",
-    "ssh_host_key_checking",
-    "admin_username",
-    "secure_cookies",
-    "session_idle_minutes",
-    "session_max_hours",
-    "login_max_failures_per_user",
-    "login_max_failures_per_address",
-    "login_failure_window_minutes",
-    "max_request_bytes",
-    "max_upload_bytes",
-    "webhook_allow_private",
-)
-RECORD_SECTIONS: tuple[str, ...] = tuple(FIELDS)
-SECTIONS: tuple[str, ...] = (*RECORD_SECTIONS, "settings")
-MANIFEST_FIELDS = ("format", "format_version", "app_version", "created_at", "counts", "checksum")
-FERNET_PREFIX = "gAAAAA"  # every Fernet token: version byte 0x80, base64url-encoded
-_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 _LISTED = 10  # names listed in one reason before "and N more"
-
-
-# --- building ------------------------------------------------------------------------------
-
-
-def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def checksum(sections: Mapping[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(canonical(sections)).hexdigest()
-
-
-def section_count(value: Any) -> int:
-    return len(value) if isinstance(value, list | dict) else 0
-
-
-def make_bundle(sections: dict[str, Any], *, app_version: str, created_at: str) -> dict[str, Any]:
-    """Wrap the sections with their manifest (counts and checksum)."""
-    return {
-        "manifest": {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "app_version": app_version,
-            "created_at": created_at,
-            "counts": {name: section_count(sections.get(name)) for name in SECTIONS},
-            "checksum": checksum(sections),
-        },
-        "sections": sections,
-    }
-
-
-def dumps(bundle: Mapping[str, Any]) -> bytes:
-    """The file as written: indented for people; the checksum does not depend on the layout."""
-    return (json.dumps(bundle, indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
-
-
-# --- the report ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -289,8 +148,8 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _names(values: Iterable[Any]) -> str:
-    items = sorted({_short(v) for v in values})
-    shown = ", ".join(items[:_LISTED])
+    items = {_short(v) for v in values}
+    shown = ", ".join(heapq.nsmallest(_LISTED, items))
     return shown + (f" and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
 
 
@@ -304,6 +163,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return value
+
+
 def _parse(data: bytes) -> tuple[Any, Reason | None]:
     try:
         text = data.decode("utf-8-sig")
@@ -314,7 +180,7 @@ def _parse(data: bytes) -> tuple[Any, Reason | None]:
     if not text.strip():
         return None, Reason("bundle_not_json", "error", "the bundle is empty")
     try:
-        return json.loads(text, parse_constant=_reject_constant), None
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite), None
     except json.JSONDecodeError as exc:
         tail = text[exc.pos :].strip()
         cut = text.lstrip().startswith(("{", "[")) and (
@@ -494,7 +360,7 @@ class _Analysis:
 
     def _check_checksum(self) -> None:
         stated = self.manifest.get("checksum")
-        if not isinstance(stated, str) or not _CHECKSUM.fullmatch(stated):
+        if not isinstance(stated, str) or not CHECKSUM.fullmatch(stated):
             self.head.add(
                 "checksum_mismatch",
                 "error",

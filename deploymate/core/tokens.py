@@ -1,4 +1,5 @@
-"""Random secrets for sessions and API tokens, stored only as SHA-256 digests."""
+"""Random secrets for sessions and API tokens (stored only as SHA-256 digests), and the CSRF
+token derived from a session."""
 
 from __future__ import annotations
 

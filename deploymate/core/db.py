@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, MetaData, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -21,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from deploymate.errors import ConfigurationError
+from deploymate.core.errors import ConfigurationError
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -58,13 +60,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """The database holds password hashes and sealed credentials: owner-only from the start.
+
+    SQLite gives its -wal and -shm files the mode of the database file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
 def make_engine(url: str) -> AsyncEngine:
     """Create the engine; SQLite gets foreign keys, WAL and a busy timeout for the worker."""
     try:
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(path))
             engine = create_async_engine(url, connect_args={"timeout": 30})
 
             @event.listens_for(engine.sync_engine, "connect")
@@ -80,13 +92,16 @@ def make_engine(url: str) -> AsyncEngine:
         raise ConfigurationError(f"invalid database URL: {exc}") from None
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """`info` is copied into every session (the event bus rides there, see core/events.py)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 def alembic_config() -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
     return cfg
 
 
@@ -118,8 +133,6 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

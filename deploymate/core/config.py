@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -9,7 +10,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deploymate.errors import ConfigurationError
+from deploymate.core.errors import ConfigurationError, field_errors
+from deploymate.core.passwords import password_problem
 
 ENV_PREFIX = "DEPLOYMATE_"
 
@@ -48,6 +50,13 @@ class Settings(BaseSettings):
     # Outgoing webhooks to loopback or private addresses are refused unless this is on;
     # link-local and cloud-metadata addresses (169.254.0.0/16) are refused always.
     webhook_allow_private: bool = False
+    # Members may scan, test and register SSH servers at loopback or private addresses only
+    # when this is on (admins always may); link-local and metadata addresses never.
+    ssh_allow_private: bool = False
+    # Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the real client.
+    trusted_proxies: str = ""
+    # Jobs (deploys, stops, ...) one process runs at once; they mostly wait on SSH and Docker.
+    worker_concurrency: int = Field(default=16, ge=1, le=512)
 
     @field_validator("database_url")
     @classmethod
@@ -56,6 +65,17 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an address or CIDR range") from None
         return value
 
     @model_validator(mode="after")
@@ -72,8 +92,6 @@ class Settings(BaseSettings):
                 "DEPLOYMATE_SECURE_COOKIES must be true in production (serve over HTTPS)"
             )
         if self.admin_password is not None:
-            from deploymate.auth.passwords import password_problem
-
             problem = password_problem(self.admin_password.get_secret_value(), self.admin_username)
             if problem:
                 raise ValueError(f"DEPLOYMATE_ADMIN_PASSWORD is too weak: {problem}")
@@ -90,6 +108,11 @@ class Settings(BaseSettings):
             return self.env == "development"
         return self.local_docker_enabled
 
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = (p.strip() for p in self.trusted_proxies.split(","))
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts if p)
+
     @property
     def session_cookie_name(self) -> str:
         # The __Host- prefix makes browsers refuse the cookie unless Secure, Path=/ and no Domain.
@@ -103,8 +126,7 @@ def load_settings(env_file: Path | None = None) -> Settings:
     try:
         return Settings(_env_file=env_file)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = [str(part) for part in err.get("loc", ()) if part != "__root__"]
-        name = f"{ENV_PREFIX}{loc[0].upper()}: " if loc else ""
-        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ConfigurationError(f"invalid configuration: {name}{message}") from None
+        first = field_errors(exc)[0]
+        field = first.field.split(".")[0]
+        name = f"{ENV_PREFIX}{field.upper()}: " if field and field != "__root__" else ""
+        raise ConfigurationError(f"invalid configuration: {name}{first.message}") from None

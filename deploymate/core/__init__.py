@@ -1,0 +1,1 @@
+"""The bottom layer: configuration, database, errors, events, identity and crypto."""

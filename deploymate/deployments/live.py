@@ -1,0 +1,50 @@
+"""What a deployment's serving container says right now: health, state, logs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploymate.context import AppContext
+from deploymate.core.errors import Conflict
+from deploymate.deployments import engine
+from deploymate.deployments.models import Deployment, Release
+from deploymate.runtime import docker
+from deploymate.runtime.executor import Executor
+from deploymate.runtime.health import HealthCheck, probe
+from deploymate.servers.models import Server
+from deploymate.servers.targets import executor_for
+
+
+async def serving(
+    db: AsyncSession, *, context: AppContext, dep: Deployment
+) -> tuple[Executor, str]:
+    """The executor of the deployment's target and the name of its serving container."""
+    release = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
+    if release is None or not release.container_name:
+        raise Conflict(f"{dep.name} has no serving release", code="no_release")
+    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    return executor_for(context, server), release.container_name
+
+
+async def health_now(executor: Executor, name: str, dep: Deployment) -> dict[str, Any]:
+    """The same check the deploy gate uses, run once now against the serving container."""
+    state = await engine.state(executor, name)
+    if state is None or not state.running or not state.ip_address:
+        return {"healthy": False, "detail": f"container {name} is not running", "container": name}
+    result = await probe(
+        executor, state.ip_address, dep.internal_port, HealthCheck(**dep.health_check)
+    )
+    return {"healthy": result.ok, "detail": result.detail, "container": name}
+
+
+async def container_facts(executor: Executor, name: str) -> dict[str, Any]:
+    state = await engine.state(executor, name)
+    return {"container": name, "exists": state is not None, **(asdict(state) if state else {})}
+
+
+async def log_tail(executor: Executor, name: str, tail: int) -> list[str]:
+    result = await executor.run(docker.logs(name, tail))
+    return [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line]

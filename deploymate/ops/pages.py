@@ -1,0 +1,28 @@
+"""The console's home, /app: first steps, deployment cards and, for admins, the ops overview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from deploymate.deployments import presenters
+from deploymate.deployments import service as deployments
+from deploymate.deps import CallerDep, DbDep
+from deploymate.ops import service
+from deploymate.web.render import render
+
+router = APIRouter(include_in_schema=False)
+CARDS = 100  # deployment cards on the home page; the list pages hold the rest
+
+
+@router.get("/app", response_class=HTMLResponse)
+async def home(request: Request, me: CallerDep, db: DbDep) -> Response:
+    deps = await deployments.list_for(db, caller=me, limit=CARDS)
+    context: dict[str, Any] = {
+        "steps": await service.first_steps(db, caller=me),
+        "ops": await service.overview(db) if me.is_admin else None,
+        "deployment_cards": await presenters.cards(db, deps=deps),
+    }
+    return render(request, "overview.html", context, me=me)
