@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from deploymate.cli.config_file import CliConfig
 from deploymate.core import errors
+
+if TYPE_CHECKING:
+    import httpx
 
 _BY_STATUS: dict[int, type[errors.DeployMateError]] = {
     401: errors.NotAuthenticated,
@@ -37,11 +38,15 @@ def raise_for_error(response: httpx.Response) -> None:
 
 
 def client(base_url: str, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
+    import httpx  # here, not at import: `deploymate --help` must start fast
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
 
 def request(config: CliConfig, method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
     try:
         with client(config.url, config.token) as http:
             response = http.request(method, path, **kwargs)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -14,6 +13,9 @@ from rich.table import Table
 
 from deploymate.cli import api_client, config_file
 from deploymate.core.errors import Conflict, Unavailable, ValidationFailed
+
+if TYPE_CHECKING:
+    import httpx
 
 backup_app = typer.Typer(
     help="Backup bundles: create one, or check one with a dry-run.", no_args_is_help=True
@@ -25,6 +27,8 @@ STYLES = {"ok": "green", "warn": "yellow", "error": "bold red"}
 
 
 def _call(config: config_file.CliConfig, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    import httpx
+
     try:
         with api_client.client(config.url, config.token, timeout=TIMEOUT) as http:
             response = http.request(method, path, **kwargs)

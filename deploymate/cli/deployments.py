@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -16,12 +15,15 @@ from deploymate.core.errors import NotFound, Unavailable, ValidationFailed
 
 deployments_app = typer.Typer(help="Deployments on this instance.", no_args_is_help=True)
 out = Console(soft_wrap=True, highlight=False)
+PAGE = 500
 
 
 def _find(
     config: config_file.CliConfig, name: str, server: str | None = None
 ) -> dict[str, Any] | None:
-    rows: list[dict[str, Any]] = api_client.request(config, "GET", "/api/deployments")
+    rows: list[dict[str, Any]] = api_client.request(
+        config, "GET", "/api/deployments", params={"name": name}
+    )
     matches = [d for d in rows if d["name"] == name and (server is None or d["target"] == server)]
     if len(matches) > 1:
         raise ValidationFailed(f"several deployments are named {name}; pick one with --server")
@@ -57,6 +59,8 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 def _sse(config: config_file.CliConfig, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Events of a Server-Sent Events stream as (name, data)."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {config.token}", "Accept": "text/event-stream"}
     try:
         with httpx.stream(
@@ -97,12 +101,25 @@ def _finish(config: config_file.CliConfig, job_id: int, what: str) -> None:
     out.print(f"{what} succeeded", style="bold green")
 
 
+def all_deployments(config: config_file.CliConfig) -> Iterator[dict[str, Any]]:
+    """Every deployment you can see, page by page."""
+    offset = 0
+    while True:
+        page: list[dict[str, Any]] = api_client.request(
+            config, "GET", "/api/deployments", params={"limit": PAGE, "offset": offset}
+        )
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
 @deployments_app.command("list")
 def list_deployments() -> None:
     """Every deployment you can see, with its status and serving release."""
     config = config_file.load()
     table = Table("name", "target", "status", "release", "image", "port", box=None)
-    for d in api_client.request(config, "GET", "/api/deployments"):
+    for d in all_deployments(config):
         release = d["current_release"]
         table.add_row(
             d["name"],

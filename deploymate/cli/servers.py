@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from deploymate.bootstrap import prepare_database
-from deploymate.cli.common import CLI_CALLER, EnvFile, load_checked_settings
-from deploymate.core import db
-from deploymate.core.crypto import cipher_from_settings, generate_key
+from deploymate.cli.common import CLI_CALLER, EnvFile, load_checked_settings, with_session
 from deploymate.core.errors import ValidationFailed
-from deploymate.runtime.ssh import scan_host_keys
-from deploymate.servers import credentials, known_hosts, service
-from deploymate.servers.models import Server
-from deploymate.servers.schemas import HostPort
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from deploymate.servers.credentials import CredentialState
+    from deploymate.servers.models import Server
 
 credentials_app = typer.Typer(help="Server credential encryption.", no_args_is_help=True)
 known_hosts_app = typer.Typer(help="Prepare known_hosts entries for servers.", no_args_is_help=True)
@@ -29,6 +28,8 @@ out = Console(soft_wrap=True)
 @credentials_app.command("generate-key")
 def credentials_generate_key() -> None:
     """Print a new Fernet key for DEPLOYMATE_SERVER_CREDENTIALS_KEY."""
+    from deploymate.core.crypto import generate_key
+
     print(generate_key())
 
 
@@ -38,20 +39,16 @@ def credentials_rotate(env_file: EnvFile = None) -> None:
 
     Put the new key first and keep the old ones after it until this has run.
     """
+    from deploymate.core.crypto import cipher_from_settings
+    from deploymate.servers import credentials
+
     settings = load_checked_settings(env_file)
 
-    async def run() -> tuple[int, list[str]]:
-        await prepare_database(settings, bootstrap=False)
-        engine = db.make_engine(settings.resolved_database_url)
-        try:
-            async with db.session_factory(engine)() as session:
-                return await credentials.rotate(
-                    session, cipher=cipher_from_settings(settings), caller=CLI_CALLER
-                )
-        finally:
-            await engine.dispose()
+    async def rotate(session: AsyncSession) -> tuple[int, list[str]]:
+        cipher = cipher_from_settings(settings)
+        return await credentials.rotate(session, cipher=cipher, caller=CLI_CALLER)
 
-    rotated, failed = asyncio.run(run())
+    rotated, failed = with_session(settings, rotate)
     out.print(f"re-encrypted {rotated} server credential record(s) with the first key")
     if failed:
         raise ValidationFailed(
@@ -62,18 +59,15 @@ def credentials_rotate(env_file: EnvFile = None) -> None:
 @credentials_app.command("audit")
 def credentials_audit(env_file: EnvFile = None) -> None:
     """List server records whose credentials are plaintext or not decryptable (exit 1 if any)."""
+    from deploymate.core.crypto import cipher_from_settings
+    from deploymate.servers import credentials
+
     settings = load_checked_settings(env_file)
 
-    async def run() -> list[credentials.CredentialState]:
-        await prepare_database(settings, bootstrap=False)
-        engine = db.make_engine(settings.resolved_database_url)
-        try:
-            async with db.session_factory(engine)() as session:
-                return await credentials.states(session, cipher=cipher_from_settings(settings))
-        finally:
-            await engine.dispose()
+    async def audit(session: AsyncSession) -> list[CredentialState]:
+        return await credentials.states(session, cipher=cipher_from_settings(settings))
 
-    states = asyncio.run(run())
+    states = with_session(settings, audit)
     bad = [s for s in states if s.state != "encrypted"]
     for state in bad:
         out.print(f"{state.server.name}: {state.state}", markup=False)
@@ -95,6 +89,10 @@ def known_hosts_prepare(
     Compare the fingerprints with the server's own (`ssh-keygen -lf /etc/ssh/ssh_host_*.pub`)
     before you trust the file.
     """
+    from deploymate.runtime.ssh import scan_host_keys
+    from deploymate.servers import known_hosts
+    from deploymate.servers.schemas import HostPort
+
     target = HostPort(host=host, port=port)
     keys = asyncio.run(scan_host_keys(target.host, target.port))
     for key in keys:
@@ -105,19 +103,16 @@ def known_hosts_prepare(
 
 
 def inventory(env_file: EnvFile = None) -> None:
-    """Print every server: name, purpose, address, user, deployments and last check."""
+    """Print every server of this instance (on the control host): name, purpose, address, user,
+    deployments and last check."""
+    from deploymate.servers import service
+
     settings = load_checked_settings(env_file)
 
-    async def run() -> list[tuple[Server, int]]:
-        await prepare_database(settings, bootstrap=False)
-        engine = db.make_engine(settings.resolved_database_url)
-        try:
-            async with db.session_factory(engine)() as session:
-                return await service.inventory(session)
-        finally:
-            await engine.dispose()
+    async def listing(session: AsyncSession) -> list[tuple[Server, int]]:
+        return await service.inventory(session)
 
-    rows = asyncio.run(run())
+    rows = with_session(settings, listing)
     table = Table("name", "purpose", "host", "user", "deployments", "last check", box=None)
     for server, deployments in rows:
         if server.last_check_at is None:
