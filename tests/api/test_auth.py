@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -263,3 +264,71 @@ def test_secure_cookie_mode_uses_the_host_prefix(tmp_path: Path, database_url: s
         cookie = res.headers["set-cookie"]
         assert cookie.startswith("__Host-deploymate_session=") and "Secure" in cookie
         assert client.get("/api/auth/me").status_code == 200
+        for path in ("/api/health", "/login", "/api/nothing-here"):
+            hsts = client.get(path).headers["strict-transport-security"]
+            assert hsts == "max-age=31536000; includeSubDomains", path
+
+
+def test_plain_http_mode_sends_no_hsts(client: TestClient) -> None:
+    assert "strict-transport-security" not in client.get("/api/health").headers
+
+
+def test_api_tokens_end_when_their_owner_changes_the_password(client: TestClient) -> None:
+    csrf = login(client, "admin", ADMIN_PASSWORD)
+    token = client.post(
+        "/api/auth/tokens", json={"name": "ci"}, headers={"X-CSRF-Token": csrf}
+    ).json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert second_client(client).get("/api/auth/me", headers=bearer).status_code == 200
+    res = client.post(
+        "/api/auth/change-password",
+        headers={"X-CSRF-Token": csrf},
+        json={"current_password": ADMIN_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    assert res.status_code == 200, res.text
+    res = second_client(client).get("/api/auth/me", headers=bearer)
+    assert res.status_code == 401 and res.json()["code"] == "invalid_token"
+    assert all(t["revoked_at"] for t in client.get("/api/auth/tokens").json())
+
+
+def _attempt(client: TestClient, address: str, password: str) -> tuple[int, float]:
+    started = time.monotonic()
+    res = second_client(client, address).post(
+        "/api/auth/login", json={"username": "admin", "password": password}
+    )
+    return res.status_code, time.monotonic() - started
+
+
+def test_failures_elsewhere_slow_a_user_down_but_never_lock_them_out(client: TestClient) -> None:
+    guesser, owner, other = "198.51.100.7", "203.0.113.20", "192.0.2.99"
+    for _ in range(5):  # the per-user limit, from one address
+        assert _attempt(client, guesser, "wrong-password-1")[0] == 401
+    assert _attempt(client, guesser, "wrong-password-2")[0] == 429  # that address is refused
+    assert _attempt(client, guesser, ADMIN_PASSWORD)[0] == 429  # even with the right password
+    status, seconds = _attempt(client, owner, ADMIN_PASSWORD)
+    assert status == 200 and seconds >= 0.5  # the owner gets in, after a short wait
+    # A success resets the per-user count; more guesses from a third address back off again.
+    for _ in range(5):
+        _attempt(client, other, "wrong-password-3")
+    status, seconds = _attempt(client, other, "wrong-password-4")
+    assert status == 429
+    status, seconds = _attempt(client, "203.0.113.21", "wrong-password-5")
+    assert status == 401 and seconds >= 0.5
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(client: TestClient) -> None:
+    settings = client.app.state.settings  # type: ignore[attr-defined]
+    settings.trusted_proxies = "10.0.0.0/8"
+    settings.__dict__.pop("trusted_proxy_networks", None)
+    forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+    for peer in ("10.1.2.3", "192.0.2.50"):
+        res = second_client(client, peer).post(
+            "/api/auth/login",
+            json={"username": "nobody", "password": "wrong-password-1"},
+            headers=forwarded,
+        )
+        assert res.status_code == 401
+    addresses = [r["address"] for r in audit_rows(client) if r["action"] == "auth.login"]
+    # Behind the proxy: the client it names (the right-most address not a proxy itself);
+    # anywhere else the header is anybody's to forge, and the peer counts.
+    assert addresses[-2:] == ["203.0.113.9", "192.0.2.50"]

@@ -7,7 +7,10 @@ import copy
 import hashlib
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -650,6 +653,18 @@ BAD: list[tuple[str, Callable[[bytes], bytes], str, str]] = [
     ("not-an-object", lambda d: b"[1, 2, 3]", "bundle_not_object", "not an object"),
     ("no-manifest", lambda d: b'{"sections": {}}', "bundle_not_object", "no manifest"),
     ("nested", lambda d: b"[" * 100_000 + b"]" * 100_000, "bundle_not_json", "nested"),
+    (
+        "infinite-number",
+        lambda d: d.replace(b'"format_version": 1', b'"format_version": 1e999', 1),
+        "bundle_not_json",
+        "too large",
+    ),
+    (
+        "infinite-deep-number",
+        lambda d: d.replace(b'"port": 22', b'"port": -1e999', 1),
+        "bundle_not_json",
+        "too large",
+    ),
 ]
 
 
@@ -811,3 +826,38 @@ def test_the_console_page_runs_a_dry_run(client: TestClient, world: World) -> No
     broken = {"bundle": ("broken.json", b"{nope", "application/json")}
     bad = client.post("/app/backup/dry-run", files=broken, data={"csrf_token": csrf.group(1)})
     assert bad.status_code == 422 and "not valid JSON" in bad.text
+
+
+def test_a_large_dry_run_never_blocks_other_requests(client: TestClient, world: World) -> None:
+    """The analysis runs beside the event loop and never holds it (or the GIL) for a second."""
+    res, _ = _download(client, world)
+    sections = json.loads(res.content)["sections"]
+    release = sections["releases"][0]
+    sections["releases"] = [
+        {**release, "id": 10_000 + i, "number": i, "image": f"registry.example.com/app:{i}"}
+        for i in range(25_000)
+    ]
+    big = bundle_format.dumps(
+        bundle_format.make_bundle(sections, app_version="test", created_at="2026-12-01T00:00:00Z")
+    )
+    assert 8 * 1024 * 1024 < len(big) < 20 * 1024 * 1024
+    done = threading.Event()
+
+    def dry_run() -> Any:
+        try:
+            return _dry_run(client, world.admin, big, multipart=False)
+        finally:
+            done.set()
+
+    latencies: list[float] = []
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(dry_run)
+        while not done.is_set():
+            started = time.monotonic()
+            assert client.get("/api/health").status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.02)
+        report = answer.result()
+    assert report.status_code == 200, report.text
+    assert _row(report.json(), "releases")["records"] == 25_000
+    assert latencies and max(latencies) < 1.0, sorted(latencies)[-5:]

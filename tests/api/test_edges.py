@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from deploymate.core.config import Settings
 from deploymate.core.db import make_engine
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.api import audit_rows, create_user, login
+from tests.support.deploy import wait_job
 
 
 def test_health_reports_the_database(client: TestClient) -> None:
@@ -148,3 +156,135 @@ def test_no_state_changes_through_get(client: TestClient) -> None:
     assert client.get("/logout").status_code == 405
     assert client.get("/api/auth/logout").status_code == 405
     assert client.get("/api/auth/me").json()["csrf_token"] == csrf  # still signed in
+
+
+HUGE = "99999999999999999999999"  # beyond 64 bits
+ARABIC, FULL_WIDTH, SUPERSCRIPT = "\u0661\u0662\u0663", "\uff11\uff12", "\u00b2"
+FOREIGN_DIGITS = (ARABIC, FULL_WIDTH, SUPERSCRIPT)  # str.isdigit() says yes to every one
+
+
+def _api_routes(routes: list[Any]) -> list[APIRoute]:
+    found: list[APIRoute] = []
+    for route in routes:
+        if hasattr(route, "original_router"):
+            found += _api_routes(route.original_router.routes)
+        elif isinstance(route, APIRoute):
+            found.append(route)
+    return found
+
+
+def _routes(app: Any) -> list[tuple[str, str]]:
+    return [
+        (method, route.path)
+        for route in _api_routes(app.routes)
+        if "{" in route.path
+        for method in sorted(route.methods or ())
+    ]
+
+
+def test_ids_out_of_range_or_in_other_scripts_are_never_a_500(client: TestClient) -> None:
+    """Every route with an id in its path, every method, as an admin (finding 18)."""
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    routes = _routes(client.app)
+    assert len(routes) > 40
+    for method, path in routes:
+        for bad in (HUGE, "2147483648", "-1", *FOREIGN_DIGITS):
+            url = re.sub(r"\{[^}]+\}", bad, path)
+            res = client.request(method, url, json={} if method in ("POST", "PATCH") else None)
+            assert res.status_code in (404, 405, 422), (method, url, res.status_code, res.text)
+            assert "Traceback" not in res.text
+
+
+def test_ids_in_queries_bodies_and_headers_are_checked(client: TestClient) -> None:
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    checks = [
+        ("GET", f"/api/deployments?offset={HUGE}", None),
+        ("GET", f"/api/deployments?limit={ARABIC}", None),
+        ("GET", f"/api/admin/audit?page={HUGE}", None),
+        ("GET", f"/api/admin/webhook-deliveries?webhook={ARABIC}", None),
+        ("POST", "/api/deployments", {"name": "x", "server_id": int(HUGE), "image": "a:1"}),
+        ("POST", "/api/deployments", {"name": "x", "template_id": 2**31, "image": "a:1"}),
+        ("POST", "/api/admin/users/bulk", {"action": "disable", "ids": [int(HUGE)]}),
+        ("POST", "/api/admin/upgrade-requests/bulk", {"decision": "approve", "ids": [2**63]}),
+    ]
+    for method, url, body in checks:
+        res = client.request(method, url, json=body)
+        assert res.status_code == 422, (method, url, res.text)
+    for page in (f"/deployments/{HUGE}", f"/deployments/{FULL_WIDTH}", f"/app/audit?page={HUGE}"):
+        res = client.get(page)
+        assert res.status_code in (200, 404, 422) and "Traceback" not in res.text, page
+
+
+def test_a_last_event_id_that_is_no_number_replays_from_the_start(client: TestClient) -> None:
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    res = client.post(
+        "/api/deployments",
+        json={
+            "name": "sse",
+            "server_id": None,
+            "image": "dm-test/not-there:v0",
+            "internal_port": 80,
+        },
+    )
+    job_id = res.json()["job_id"]
+    wait_job(client, job_id, timeout=60)
+    for header in (HUGE, SUPERSCRIPT, "-3", "x" * 20):  # a header is Latin-1
+        raw = header.encode("latin-1")
+        stream = client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": raw})
+        assert stream.status_code == 200, (header, stream.text)
+        assert "event: log" in stream.text and "event: end" in stream.text
+    too_long = client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": "1" * 40})
+    assert too_long.status_code == 422
+
+
+def test_head_answers_wherever_get_does(client: TestClient) -> None:
+    for path, status in (("/api/health", 200), ("/login", 200), ("/app", 303), ("/", 303)):
+        res = client.head(path, follow_redirects=False)
+        assert res.status_code == status and res.content == b"", path
+    get = client.get("/api/health")
+    head = client.head("/api/health")
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert head.headers["content-security-policy"] == get.headers["content-security-policy"]
+    assert client.head("/static/app.css").status_code == 200
+
+
+def test_api_docs_page_is_gone_and_the_openapi_document_stays(client: TestClient) -> None:
+    """The interactive docs loaded scripts from a CDN that our CSP refuses (finding 20)."""
+    assert client.get("/api/docs").status_code == 404
+    spec = client.get("/api/openapi.json")
+    assert spec.status_code == 200 and spec.json()["info"]["title"] == "DeployMate"
+
+
+def test_control_characters_are_refused_in_names(client: TestClient) -> None:
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    for name in ("c\ni", "bell\x07", "nul\x00x", "esc\x1b[31m", "del\x7f"):
+        res = client.post("/api/auth/tokens", json={"name": name})
+        assert res.status_code == 422, (name, res.text)
+        res = client.post("/api/admin/users", json={"username": name})
+        assert res.status_code == 422, (name, res.text)
+        hook = {"name": name, "url": "https://hooks.example.com/x", "events": ["deploy.failed"]}
+        res = client.post("/api/admin/webhooks", json=hook)
+        assert res.status_code == 422 and res.json()["field"] == "name", (name, res.text)
+    body = {"name": "tpl", "server_id": None, "image": "dm-test/not-there:v0", "internal_port": 80}
+    dep = client.post("/api/deployments", json=body).json()
+    wait_job(client, dep["job_id"], timeout=60)
+    for name in ("web\ttemplate", "web\x00", "\x1b[2J"):
+        res = client.post(f"/api/deployments/{dep['id']}/template", json={"name": name})
+        assert res.status_code == 422, (name, res.text)
+    assert client.get("/api/auth/tokens").json() == []
+    assert client.get("/api/templates").json() == []
+
+
+def test_the_database_and_data_dir_are_readable_by_the_owner_only(
+    client: TestClient, settings: Settings
+) -> None:
+    data = settings.data_dir
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    private = [data / "server-credentials.key"]
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        db_file = Path(url.split(":///", 1)[1])
+        private += [p for p in db_file.parent.iterdir() if p.name.startswith(db_file.name)]
+        assert len(private) >= 3  # the database with its -wal and -shm files
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

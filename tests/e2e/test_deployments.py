@@ -394,3 +394,37 @@ def test_templates_save_settings_without_secrets(
     assert made.status_code == 201, made.text
     assert made.json()["env"] == {"A": "1"} and made.json()["image"] == "dm-test/web:v1"
     assert wait_job(e2e_client, made.json()["job_id"])["status"] == "succeeded"
+
+
+def test_a_member_cannot_copy_an_image_of_the_control_host(
+    e2e_client: TestClient, lab_host_factory: Any, test_images: dict[str, str]
+) -> None:
+    """The control host's images are streamed only for those who may use the control host."""
+    host = lab_host_factory()
+    member = member_headers(e2e_client, "mallory")
+    api = second_client(e2e_client)
+    res = api.post("/api/servers", headers=member, json=key_server(host, "mallorys"))
+    assert res.status_code == 201, res.text
+    body = {
+        "name": "copycat",
+        "server_id": res.json()["id"],
+        "image": "dm-test/web:v1",  # on the control host only, and no registry to pull from
+        "internal_port": 80,
+        "health_check": fast_health(),
+    }
+    created = api.post("/api/deployments", headers=member, json=body)
+    assert created.status_code == 201, created.text
+    job = wait_job(e2e_client, created.json()["job_id"])
+    text = job_text(job)
+    assert job["status"] == "failed", text
+    assert "image dm-test/web:v1 is not on the target" in text
+    assert "control host" not in text and "streaming" not in text  # nothing said of it
+    assert host.docker("image", "inspect", "dm-test/web:v1", check=False).returncode != 0
+    # Granted local deployments, the member may use the control host's images.
+    users = e2e_client.get("/api/admin/users", params={"q": "mallory"}).json()
+    e2e_client.patch(f"/api/admin/users/{users[0]['id']}", json={"can_deploy_local": True})
+    res = api.post(f"/api/deployments/{created.json()['id']}/redeploy", headers=member)
+    assert res.status_code == 202, res.text
+    job = wait_job(e2e_client, res.json()["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert "streaming dm-test/web:v1 from the control host" in job_text(job)

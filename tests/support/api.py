@@ -85,9 +85,10 @@ def member_headers(client: TestClient, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def second_client(client: TestClient) -> TestClient:
-    """Another browser on the same running app: its own cookie jar, the app's event loop."""
-    other = TestClient(client.app, base_url=str(client.base_url))
+def second_client(client: TestClient, address: str = "testclient") -> TestClient:
+    """Another browser on the same running app: its own cookie jar, the app's event loop,
+    and the peer address given."""
+    other = TestClient(client.app, base_url=str(client.base_url), client=(address, 50000))
     other.portal = client.portal
     return other
 

@@ -70,6 +70,8 @@ def _restore_settings(client: TestClient) -> None:
     state = client.app.state  # type: ignore[attr-defined]
     if not hasattr(state, "original_settings"):
         state.original_settings = dict(settings.__dict__)
+    for key in set(settings.__dict__) - set(state.original_settings):
+        del settings.__dict__[key]  # a value cached from a changed setting
     for key, value in state.original_settings.items():
         if settings.__dict__.get(key) is not value:
             settings.__dict__[key] = value

@@ -67,3 +67,39 @@ def test_payload_is_accepted_by_slack_and_discord() -> None:
         "event": "deploy.failed",
         "link": "/deployments/1",
     }
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<!channel> deploy failed",
+        "<!here|here> look",
+        "<@U024BE7LH> you",
+        "<https://evil.example|Click to fix the deploy>",
+        "web & <script>",
+    ],
+)
+def test_member_text_cannot_ping_or_link_in_slack(hostile: str) -> None:
+    text = outbox.payload_for("deploy.failed", f"app {hostile}: release 2 failed", None)["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;" in text and text.count("&amp;") == hostile.count("&")
+
+
+@pytest.mark.parametrize(
+    ("hostile", "plain"),
+    [
+        ("@everyone deploy failed", "@\u200beveryone"),
+        ("@here look", "@\u200bhere"),
+        ("<@123456789> you", "<@\u200b123456789"),
+        ("<@&987654321> role", "<@\u200b&987654321"),
+        ("[Click to fix](https://evil.example)", r"\[Click to fix\]\(https://evil.example\)"),
+        (
+            "**bold** `code` ~~gone~~ ||spoiler||",
+            r"\*\*bold\*\* \`code\` \~\~gone\~\~ \|\|spoiler\|\|",
+        ),
+    ],
+)
+def test_member_text_cannot_ping_or_format_in_discord(hostile: str, plain: str) -> None:
+    body = outbox.payload_for("deploy.failed", hostile, "/deployments/1")
+    assert plain in body["content"]
+    assert body["allowed_mentions"] == {"parse": []}  # and Discord is told to ping nobody

@@ -1,0 +1,67 @@
+"""The deployments API validates a change exactly as a creation (finding 18)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.support.api import login
+from tests.support.deploy import wait_job
+
+MISSING_IMAGE = "dm-test/not-there:v0"  # no registry in the name and absent: the job fails fast
+
+BAD_CHANGES: list[dict[str, Any]] = [
+    {"labels": {"Bad Key": "x"}},
+    {"labels": {"deploymate.role": "serving"}},
+    {"labels": {"team": "a\nb"}},
+    {"command": ["sh", "-c", "echo \x00"]},
+    {"command": ["x"] * 65},
+    {"env": {"GOOD": "a\x00b"}},
+    {"env": {"1BAD": "x"}},
+    {"secret_env": {"TOKEN": "line\nbreak"}},
+    {"secret_env_remove": ["not a name"]},
+    {"image": "--privileged"},
+    {"internal_port": 0},
+    {"internal_port": None},
+    {"restart_policy": "sometimes"},
+    {"health_check": {"type": "http", "path": "no-slash"}},
+    {"memory_limit": "lots"},
+    {"unknown": 1},
+]
+
+
+@pytest.fixture
+def dep_id(client: TestClient) -> int:
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    body = {"name": "web", "server_id": None, "image": MISSING_IMAGE, "internal_port": 80}
+    res = client.post("/api/deployments", json=body)
+    assert res.status_code == 201, res.text
+    assert wait_job(client, res.json()["job_id"], timeout=60)["status"] == "failed"
+    return int(res.json()["id"])
+
+
+def test_a_bad_change_is_refused_and_leaves_everything_as_it_was(
+    client: TestClient, dep_id: int
+) -> None:
+    before = client.get(f"/api/deployments/{dep_id}").json()
+    for change in BAD_CHANGES:
+        res = client.patch(f"/api/deployments/{dep_id}", json=change)
+        assert res.status_code == 422, (change, res.text)
+        assert res.json()["code"] == "validation_error" and "Traceback" not in res.text
+    after = client.get(f"/api/deployments/{dep_id}").json()
+    assert after == before and after["status"] == "failed" and after["active_job_id"] is None
+    releases = client.get(f"/api/deployments/{dep_id}/releases").json()
+    assert [r["status"] for r in releases] == ["failed"]  # no release left pending or running
+
+
+def test_create_refuses_the_same_values(client: TestClient, dep_id: int) -> None:
+    base = {"name": "other", "server_id": None, "image": MISSING_IMAGE, "internal_port": 80}
+    for change in BAD_CHANGES:
+        if "secret_env_remove" in change:
+            continue  # an update-only field
+        res = client.post("/api/deployments", json={**base, **change})
+        assert res.status_code == 422, (change, res.text)
+    assert [d["name"] for d in client.get("/api/deployments").json()] == ["web"]
