@@ -24,8 +24,9 @@ typecheck:
 pytest:
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench:  ## (root) DeployMate redeploy vs bare docker swap on a lab host; prints medians and ratio
+bench:  ## (root) redeploy vs bare docker swap on a lab host; list latency and SQL per request
 	$(VENV)/bin/python -m benchmarks.deploy_latency
+	$(VENV)/bin/python -m benchmarks.api_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -64,7 +64,8 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not prepared:
             await prepare_database(settings)
-        async with wiring.running(ctx, embedded=True):
+        async with wiring.running(ctx, embedded=True) as worker:
+            app.state.worker = worker
             yield
 
     app = FastAPI(

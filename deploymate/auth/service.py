@@ -273,20 +273,24 @@ async def issue_session(
 
 
 async def user_for_session(db: AsyncSession, *, settings: Settings, secret: str) -> User | None:
-    """The user behind a session cookie, enforcing idle and absolute expiry."""
-    row = (
-        await db.execute(select(AuthSession).where(AuthSession.token_hash == tokens.digest(secret)))
-    ).scalar_one_or_none()
-    if row is None:
+    """The user behind a session cookie, enforcing idle and absolute expiry (one query)."""
+    found = (
+        await db.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.token_hash == tokens.digest(secret))
+        )
+    ).first()
+    if found is None:
         return None
+    row, user = found
     now = utcnow()
     idle_limit = row.last_seen_at + timedelta(minutes=settings.session_idle_minutes)
     if now >= row.expires_at or now >= idle_limit:
         await db.delete(row)
         await db.commit()
         return None
-    user = await db.get(User, row.user_id)
-    if user is None or not user.is_active:
+    if not user.is_active:
         return None
     if (now - row.last_seen_at).total_seconds() > 30:  # avoid a write on every request
         row.last_seen_at = now
@@ -295,18 +299,21 @@ async def user_for_session(db: AsyncSession, *, settings: Settings, secret: str)
 
 
 async def user_for_api_token(db: AsyncSession, *, token: str) -> User | None:
-    row = (
+    """The active user holding a token that was not revoked (one query)."""
+    found = (
         await db.execute(
-            select(ApiToken).where(
-                ApiToken.token_hash == tokens.digest(token), ApiToken.revoked_at.is_(None)
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(
+                ApiToken.token_hash == tokens.digest(token),
+                ApiToken.revoked_at.is_(None),
+                User.is_active.is_(True),
             )
         )
-    ).scalar_one_or_none()
-    if row is None:
+    ).first()
+    if found is None:
         return None
-    user = await db.get(User, row.user_id)
-    if user is None or not user.is_active:
-        return None
+    row, user = found
     now = utcnow()
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 30:
         row.last_used_at = now  # at most one write per half minute, as for sessions

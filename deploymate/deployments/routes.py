@@ -42,7 +42,7 @@ jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 # Free public ports for a new deployment on a server: listed under the server's path.
 server_ports_router = APIRouter(prefix="/api/servers", tags=["servers"])
 
-PAGE_SIZE = 100  # the default page of list endpoints
+PAGE_SIZE = 50  # the default page of list endpoints
 MAX_PAGE_SIZE = 500
 FINISHED = ("succeeded", "failed", "interrupted")
 

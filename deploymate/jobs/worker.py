@@ -139,7 +139,7 @@ class Worker:
 
     async def _run(self, job: Job) -> None:
         ctx = JobContext(job=job, sessions=self.sessions, context=self.context)
-        beat = asyncio.create_task(self._heartbeat(job))
+        beat = asyncio.create_task(self._heartbeat(job), name=f"heartbeat-{job.id}")
         status, error = "succeeded", None
         try:
             handler = self.handlers.get(job.kind)

@@ -14,7 +14,7 @@ from deploymate.ops import service
 from deploymate.web.render import render
 
 router = APIRouter(include_in_schema=False)
-CARDS = 100  # deployment cards on the home page; the list pages hold the rest
+CARDS = 24  # deployment cards on the home page; the API and the CLI list them all
 
 
 @router.get("/app", response_class=HTMLResponse)

@@ -49,8 +49,13 @@ def _nav(request: Request, me: Caller | None) -> list[dict[str, Any]]:
 
 
 def _served(request: Request, path: str) -> bool:
-    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
-    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
+    """Whether the app serves a console section (its routes are fixed once it runs)."""
+    cache: dict[str, bool] = request.app.state.__dict__.setdefault("served_paths", {})
+    if path not in cache:
+        scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+        routes = request.app.router.routes
+        cache[path] = any(route.matches(scope)[0] == Match.FULL for route in routes)
+    return cache[path]
 
 
 def render(
