@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.context import AppContext
 from deploymate.core import events
 from deploymate.core.db import utcnow
-from deploymate.deployments import engine
+from deploymate.deployments import engine, recovery
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
 from deploymate.deployments.service import STREAM_FROM_CONTROL, restore, secret_env
 from deploymate.jobs.models import Job
@@ -257,54 +257,30 @@ async def reconcile(context: AppContext, job: Job) -> None:
             return
         server = await db.get(Server, dep.server_id) if dep.server_id else None
         executor = executor_for(context, server)
-        rows = await engine.containers_of(executor, dep.id, dep.name)
-        by_release: dict[int, list[dict[str, Any]]] = {}
-        for row in rows:
-            labels = row["labels"]
-            if labels.get(docker.LABEL_ROLE) == docker.ROLE_CANDIDATE:
-                await executor.run(docker.remove(str(row["name"])))
-                continue
-            by_release.setdefault(int(labels.get(docker.LABEL_RELEASE, 0)), []).append(row)
         current = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
         inflight = (
             await db.get(Release, job.release_id)
             if job.release_id and job.kind == "deploy"
             else None
         )
-        notes = []
-        if inflight is not None and inflight is not current:
-            if current is not None and current.id in by_release:
-                for row in by_release.pop(inflight.id, []):
-                    await executor.run(docker.remove(str(row["name"])))
-                inflight.status = "failed"
-                restore(dep, current.config)  # the desired config follows what really serves
-                notes.append(f"release {inflight.number} interrupted and removed")
-            elif inflight.id in by_release and by_release[inflight.id][0]["state"] == "running":
-                inflight.status = "succeeded"
-                dep.current_release_id = inflight.id
-                current = inflight
-                notes.append(f"release {inflight.number} was already serving; adopted")
-            else:
-                inflight.status = "failed"
-                notes.append(f"release {inflight.number} interrupted")
-            inflight.finished_at = utcnow()
-        if current is not None:
-            mine = by_release.get(current.id, [])
-            if not mine:
-                dep.current_release_id = None
-                dep.status, dep.status_message = (
-                    "failed",
-                    "no container of the serving release on the target",
-                )
-            elif mine[0]["state"] != "running" and job.kind in ("deploy", "start", "restart"):
-                await executor.run(docker.start(str(mine[0]["name"])))
-                dep.status, dep.status_message = "running", None
-                notes.append(f"restarted {mine[0]['name']}")
-            else:
-                dep.status = "running" if mine[0]["state"] == "running" else "stopped"
-                dep.status_message = None
-        else:
-            dep.status = "failed" if dep.status != "deleted" else "deleted"
+        plan = recovery.settle(
+            await engine.containers_of(executor, dep.id, dep.name),
+            current_id=current.id if current else None,
+            inflight_id=inflight.id if inflight else None,
+            inflight_number=inflight.number if inflight else None,
+            job_kind=job.kind,
+            deleted=dep.status == "deleted",
+        )
+        for name in plan.remove:
+            await executor.run(docker.remove(name))
+        if plan.start:
+            await executor.run(docker.start(plan.start))
+        if inflight is not None and plan.inflight_status:
+            inflight.status, inflight.finished_at = plan.inflight_status, utcnow()
+        if plan.restore_serving_config and current is not None:
+            restore(dep, current.config)  # the desired config follows what really serves
+        dep.current_release_id = plan.serving_id
+        dep.status, dep.status_message = plan.status, plan.status_message
         db.add(
             DeploymentEvent(
                 deployment_id=dep.id,
@@ -312,7 +288,7 @@ async def reconcile(context: AppContext, job: Job) -> None:
                 action="reconciled",
                 job_id=job.id,
                 message=f"job {job.id} ({job.kind}) was interrupted; "
-                + ("; ".join(notes) or f"status is {dep.status}"),
+                + ("; ".join(plan.notes) or f"status is {dep.status}"),
             )
         )
         await db.commit()
