@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Protocol
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.context import AppContext
@@ -72,6 +73,30 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[AsyncSession, Depends(get_db)]
 # Every id in a path: a positive 32-bit integer; anything else is a 422, never a 500.
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+PAGE_SIZE = 50  # the default page of every list endpoint
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    """`?limit=&offset=` of a list endpoint; the answer's `X-Total-Count` holds the total."""
+
+    limit: int
+    offset: int
+
+    def total(self, response: Response, count: int) -> None:
+        response.headers["X-Total-Count"] = str(count)
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")] = PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")] = 0,
+) -> Page:
+    return Page(limit, offset)
+
+
+PageDep = Annotated[Page, Depends(page_params)]
 
 
 def client_address(request: Request) -> str | None:

@@ -24,7 +24,7 @@ from deploymate.audit.schemas import AuditEventOut, AuditFilters, AuditPage
 from deploymate.auth import service as auth_service
 from deploymate.auth.schemas import UserCreate, UserCreated, UserOut
 from deploymate.core.errors import DeployMateError
-from deploymate.deps import AdminDep, DbDep, IdPath, require_admin
+from deploymate.deps import AdminDep, DbDep, IdPath, PageDep, require_admin
 from deploymate.web import exports
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -100,14 +100,19 @@ async def _exported(request: Request, me: AdminDep, db: DbDep, what: str, count:
 @router.get("/users", response_model=None)
 async def list_users(
     request: Request,
+    response: Response,
     me: AdminDep,
     db: DbDep,
+    page: PageDep,
     filters: Annotated[UserFilters, Depends(user_filters)],
     format: Format = None,
 ) -> list[UserOut] | Response:
-    users = [UserOut.model_validate(u) for u in await service.list_users(db, filters=filters)]
+    """A page of users; `?format=csv|json` exports every user that matches, not a page."""
     if format is None:
-        return users
+        page.total(response, await service.count_users(db, filters=filters))
+        found = await service.list_users(db, filters=filters, limit=page.limit, offset=page.offset)
+        return [UserOut.model_validate(u) for u in found]
+    users = [UserOut.model_validate(u) for u in await service.list_users(db, filters=filters)]
     rows = [u.model_dump() for u in users]
     await _exported(request, me, db, "users", len(rows))
     if format == "csv":
@@ -160,11 +165,17 @@ def _upgrade_filters(
 
 @router.get("/upgrade-requests")
 async def upgrade_inbox(
-    db: DbDep, filters: Annotated[UpgradeFilters, Depends(_upgrade_filters)]
+    response: Response,
+    db: DbDep,
+    page: PageDep,
+    filters: Annotated[UpgradeFilters, Depends(_upgrade_filters)],
 ) -> list[UpgradeRequestOut]:
+    """A page of the requests, pending first."""
+    page.total(response, await service.count_requests(db, filters=filters))
+    found = await service.list_requests(db, filters=filters, limit=page.limit, offset=page.offset)
     return [
         UpgradeRequestOut.model_validate(r).model_copy(update={"username": name})
-        for r, name in await service.list_requests(db, filters=filters)
+        for r, name in found
     ]
 
 

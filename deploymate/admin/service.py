@@ -8,6 +8,7 @@ PostgreSQL, the write lock on SQLite), then counts, so concurrent changes are co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,15 +27,29 @@ MORE_SERVERS_STEP = 5
 DECIDED = "upgrade_request.decided"
 
 
-async def list_users(db: AsyncSession, *, filters: UserFilters) -> list[User]:
-    stmt = select(User).order_by(User.username)
+def _user_filters(filters: UserFilters) -> list[Any]:
+    clauses: list[Any] = []
     if filters.q:
-        stmt = stmt.where(User.username.ilike(f"%{_escape_like(filters.q)}%", escape="\\"))
+        clauses.append(User.username.ilike(f"%{_escape_like(filters.q)}%", escape="\\"))
     if filters.role:
-        stmt = stmt.where(User.role == filters.role.value)
+        clauses.append(User.role == filters.role.value)
     if filters.status:
-        stmt = stmt.where(User.is_active.is_(filters.status == "active"))
+        clauses.append(User.is_active.is_(filters.status == "active"))
+    return clauses
+
+
+async def list_users(
+    db: AsyncSession, *, filters: UserFilters, limit: int | None = None, offset: int = 0
+) -> list[User]:
+    stmt = select(User).where(*_user_filters(filters)).order_by(User.username).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list((await db.execute(stmt)).scalars())
+
+
+async def count_users(db: AsyncSession, *, filters: UserFilters) -> int:
+    stmt = select(func.count()).select_from(User).where(*_user_filters(filters))
+    return int((await db.execute(stmt)).scalar_one())
 
 
 def _escape_like(text: str) -> str:
@@ -184,27 +199,47 @@ async def my_requests(db: AsyncSession, *, caller: Caller) -> list[UpgradeReques
     return list(rows.scalars())
 
 
-async def list_requests(
-    db: AsyncSession, *, filters: UpgradeFilters
-) -> list[tuple[UpgradeRequest, str]]:
-    stmt = (
-        select(UpgradeRequest, User.username)
-        .join(User, User.id == UpgradeRequest.user_id)
-        .order_by(UpgradeRequest.status != "pending", UpgradeRequest.id.desc())
-    )
+def _request_filters(filters: UpgradeFilters) -> list[Any]:
+    clauses: list[Any] = []
     if filters.status:
-        stmt = stmt.where(UpgradeRequest.status == filters.status)
+        clauses.append(UpgradeRequest.status == filters.status)
     if filters.kind:
-        stmt = stmt.where(UpgradeRequest.kind == filters.kind)
+        clauses.append(UpgradeRequest.kind == filters.kind)
     if filters.q:
         like = f"%{_escape_like(filters.q)}%"
-        stmt = stmt.where(
+        clauses.append(
             or_(
                 User.username.ilike(like, escape="\\"),
                 UpgradeRequest.reason.ilike(like, escape="\\"),
             )
         )
+    return clauses
+
+
+async def list_requests(
+    db: AsyncSession, *, filters: UpgradeFilters, limit: int | None = None, offset: int = 0
+) -> list[tuple[UpgradeRequest, str]]:
+    """Pending first, then the newest."""
+    stmt = (
+        select(UpgradeRequest, User.username)
+        .join(User, User.id == UpgradeRequest.user_id)
+        .where(*_request_filters(filters))
+        .order_by(UpgradeRequest.status != "pending", UpgradeRequest.id.desc())
+        .offset(offset)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return [(r, name) for r, name in (await db.execute(stmt)).all()]
+
+
+async def count_requests(db: AsyncSession, *, filters: UpgradeFilters) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(UpgradeRequest)
+        .join(User, User.id == UpgradeRequest.user_id)
+        .where(*_request_filters(filters))
+    )
+    return int((await db.execute(stmt)).scalar_one())
 
 
 async def decide(

@@ -40,7 +40,9 @@ def _require(config: config_file.CliConfig, name: str) -> dict[str, Any]:
 def _server_id(config: config_file.CliConfig, server: str | None) -> int | None:
     if server is None or server == "local":
         return None
-    rows: list[dict[str, Any]] = api_client.request(config, "GET", "/api/servers")
+    rows: list[dict[str, Any]] = api_client.request(
+        config, "GET", "/api/servers", params={"name": server}
+    )
     for row in rows:
         if row["name"] == server:
             return int(row["id"])

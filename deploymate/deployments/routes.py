@@ -29,7 +29,7 @@ from deploymate.deployments.schemas import (
     TemplateCreate,
     TemplateOut,
 )
-from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath, require_admin
+from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath, PageDep, require_admin
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
 from deploymate.runtime import docker
@@ -42,12 +42,7 @@ jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 # Free public ports for a new deployment on a server: listed under the server's path.
 server_ports_router = APIRouter(prefix="/api/servers", tags=["servers"])
 
-PAGE_SIZE = 50  # the default page of list endpoints
-MAX_PAGE_SIZE = 500
 FINISHED = ("succeeded", "failed", "interrupted")
-
-Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="rows to skip")]
 
 
 @router.get("")
@@ -56,18 +51,21 @@ async def list_deployments(
     db: DbDep,
     me: CallerDep,
     context: ContextDep,
+    page: PageDep,
     include_deleted: bool = False,
     name: Annotated[str | None, Query(max_length=40)] = None,
-    limit: Limit = PAGE_SIZE,
-    offset: Offset = 0,
 ) -> list[DeploymentOut]:
-    """A page of the deployments you can see, by name (`?name=` for one name);
-    `X-Total-Count` holds the total."""
+    """A page of the deployments you can see, by name (`?name=` for one name)."""
     deps = await service.list_for(
-        db, caller=me, include_deleted=include_deleted, name=name, limit=limit, offset=offset
+        db,
+        caller=me,
+        include_deleted=include_deleted,
+        name=name,
+        limit=page.limit,
+        offset=page.offset,
     )
     total = await service.count_for(db, caller=me, include_deleted=include_deleted, name=name)
-    response.headers["X-Total-Count"] = str(total)
+    page.total(response, total)
     return await presenters.present(db, deps=deps, cipher=context.cipher)
 
 
@@ -177,9 +175,14 @@ async def force_unlock(deployment_id: IdPath, db: DbDep, me: CallerDep) -> dict[
 
 
 @router.get("/{deployment_id}/releases")
-async def list_releases(deployment_id: IdPath, db: DbDep, me: CallerDep) -> list[ReleaseOut]:
+async def list_releases(
+    deployment_id: IdPath, response: Response, page: PageDep, db: DbDep, me: CallerDep
+) -> list[ReleaseOut]:
+    """The deployment's releases, newest first, a page at a time."""
     dep = await service.get(db, caller=me, deployment_id=deployment_id)
-    return [presenters.release_out(r) for r in await service.releases(db, dep=dep)]
+    page.total(response, await service.count_releases(db, dep=dep))
+    releases = await service.releases(db, dep=dep, limit=page.limit, offset=page.offset)
+    return [presenters.release_out(r) for r in releases]
 
 
 @router.get("/{deployment_id}/activity")

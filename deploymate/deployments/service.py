@@ -513,11 +513,19 @@ async def list_templates(db: AsyncSession, *, caller: Caller) -> list[Deployment
 # --- history -------------------------------------------------------------------------------
 
 
-async def releases(db: AsyncSession, *, dep: Deployment) -> list[Release]:
-    rows = await db.execute(
-        select(Release).where(Release.deployment_id == dep.id).order_by(Release.id.desc())
-    )
+async def releases(
+    db: AsyncSession, *, dep: Deployment, limit: int | None = None, offset: int = 0
+) -> list[Release]:
+    stmt = select(Release).where(Release.deployment_id == dep.id).order_by(Release.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = await db.execute(stmt.offset(offset))
     return list(rows.scalars())
+
+
+async def count_releases(db: AsyncSession, *, dep: Deployment) -> int:
+    stmt = select(func.count()).select_from(Release).where(Release.deployment_id == dep.id)
+    return int((await db.execute(stmt)).scalar_one())
 
 
 async def activity(db: AsyncSession, *, dep: Deployment) -> list[DeploymentEvent]:

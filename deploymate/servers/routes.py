@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, Response, status
 
-from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
+from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath, PageDep
 from deploymate.servers import checks, presenters, service
 from deploymate.servers.schemas import (
     HostPort,
@@ -24,8 +24,17 @@ router = APIRouter(prefix="/api/servers", tags=["servers"])
 
 
 @router.get("")
-async def list_servers(db: DbDep, me: CallerDep, context: ContextDep) -> list[ServerOut]:
-    servers = await service.list_for(db, caller=me)
+async def list_servers(
+    response: Response,
+    page: PageDep,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+    name: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[ServerOut]:
+    """A page of the servers you can see, by name (`?name=` for one name)."""
+    servers = await service.list_for(db, caller=me, name=name, limit=page.limit, offset=page.offset)
+    page.total(response, await service.count_for(db, caller=me, name=name))
     return await presenters.present(db, servers=servers, cipher=context.cipher)
 
 

@@ -7,6 +7,8 @@ port from a filtered one or from one that is open but not SSH.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy import update as update_rows
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,11 +92,30 @@ def _check_credentials(creds: Credentials, auth_type: str) -> None:
         raise ValidationFailed("required when auth_type is password", field="password")
 
 
-async def list_for(db: AsyncSession, *, caller: Caller) -> list[Server]:
-    stmt = select(Server).order_by(Server.name)
+def _visible(caller: Caller, name: str | None) -> list[Any]:
+    clauses: list[Any] = [] if name is None else [Server.name == name]
     if not caller.is_admin:
-        stmt = stmt.where(Server.owner_id == caller.user_id)
+        clauses.append(Server.owner_id == caller.user_id)
+    return clauses
+
+
+async def list_for(
+    db: AsyncSession,
+    *,
+    caller: Caller,
+    name: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Server]:
+    stmt = select(Server).where(*_visible(caller, name)).order_by(Server.name).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list((await db.execute(stmt)).scalars())
+
+
+async def count_for(db: AsyncSession, *, caller: Caller, name: str | None = None) -> int:
+    stmt = select(func.count()).select_from(Server).where(*_visible(caller, name))
+    return int((await db.execute(stmt)).scalar_one())
 
 
 async def get(db: AsyncSession, *, caller: Caller, server_id: int) -> Server:

@@ -145,3 +145,25 @@ def test_every_list_runs_the_same_statements_for_3_or_30_rows(client: TestClient
     many = _statements(client)
     assert many == few
     assert max(few.values()) <= 16, few
+
+
+def test_lists_come_a_page_at_a_time_with_the_total(client: TestClient) -> None:
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    run_in_app(client, _add, 0, 60)
+    for path, total in (
+        ("/api/deployments", 60),
+        ("/api/servers", 60),
+        ("/api/admin/users", 1),
+        ("/api/deployments/1/releases", 3),
+    ):
+        first = client.get(path)
+        assert first.status_code == 200 and first.headers["x-total-count"] == str(total), path
+        assert len(first.json()) == min(total, 50)  # the default page
+        rest = client.get(path, params={"limit": 500, "offset": 50})
+        assert len(rest.json()) == max(0, total - 50), path
+    names = [d["name"] for d in client.get("/api/deployments", params={"limit": 5}).json()]
+    assert names == sorted(names) and len(names) == 5
+    one = client.get("/api/servers", params={"name": "srv-7"})
+    assert [s["name"] for s in one.json()] == ["srv-7"] and one.headers["x-total-count"] == "1"
+    assert client.get("/api/deployments", params={"limit": 501}).status_code == 422
+    assert client.get("/api/deployments", params={"offset": -1}).status_code == 422
