@@ -64,7 +64,6 @@ async def _users_page(
         "error": error,
         "views": await service.list_views(db, caller=me, page="users"),
         "roles": [r.value for r in Role],
-        "me_id": me.user_id,
         "results": None,
         "temporary": None,
         "message": None,

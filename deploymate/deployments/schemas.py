@@ -6,7 +6,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from deploymate.core.ids import Id
 
@@ -90,50 +97,44 @@ class HealthCheckIn(BaseModel):
         return value
 
 
+# The deployable values, each validated by its type wherever it appears (create, change,
+# template), so a change can never accept what a creation refuses.
+ImageRef = Annotated[Image, AfterValidator(validate_image)]
+EnvMap = Annotated[dict[str, str], AfterValidator(validate_env)]
+Labels = Annotated[dict[str, str], AfterValidator(validate_labels)]
+CommandLine = Annotated[
+    list[Annotated[str, StringConstraints(max_length=4096)]],
+    Field(max_length=64),
+    AfterValidator(validate_command),
+]
+RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
+MemoryLimit = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")]
+CpuLimit = Annotated[float, Field(ge=0.01, le=64)]
+EnvName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 class Settings(BaseModel):
     """The deployable settings shared by create, update and templates."""
 
     model_config = ConfigDict(extra="forbid")
-    image: Image
+    image: ImageRef
     internal_port: Port
     external_port: Port | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, str] = Field(default_factory=dict)
-    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
-        default=None, max_length=64
-    )
-    restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    env: EnvMap = Field(default_factory=dict)
+    secret_env: EnvMap = Field(default_factory=dict)
+    command: CommandLine | None = None
+    restart_policy: RestartPolicy = "unless-stopped"
     health_check: HealthCheckIn = Field(default_factory=HealthCheckIn)
-    memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] | None = None
-    cpu_limit: Annotated[float, Field(ge=0.01, le=64)] | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        return validate_image(v)
-
-    @field_validator("env", "secret_env")
-    @classmethod
-    def _env(cls, v: dict[str, str]) -> dict[str, str]:
-        return validate_env(v)
-
-    @field_validator("command")
-    @classmethod
-    def _command(cls, v: list[str] | None) -> list[str] | None:
-        return validate_command(v)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        return validate_labels(v)
+    memory_limit: MemoryLimit | None = None
+    cpu_limit: CpuLimit | None = None
+    labels: Labels = Field(default_factory=dict)
 
 
 class DeploymentCreate(Settings):
     name: Name
     server_id: Id | None = None
     template_id: Id | None = None
-    image: Image | None = None  # type: ignore[assignment]
+    image: ImageRef | None = None  # type: ignore[assignment]
     internal_port: Port | None = None  # type: ignore[assignment]
 
 
@@ -142,58 +143,23 @@ class DeploymentUpdate(BaseModel):
     at creation (and the merged settings once more by the use case)."""
 
     model_config = ConfigDict(extra="forbid")
-    image: Image | None = None
+    image: ImageRef | None = None
     internal_port: Port | None = None
     external_port: Port | None = None
-    env: dict[str, str] | None = None
-    secret_env: dict[str, str] | None = None  # merged: keys given replace, others stay
-    secret_env_remove: list[str] = Field(default_factory=list, max_length=200)
-    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
-        default=None, max_length=64
-    )
-    restart_policy: Literal["no", "always", "unless-stopped", "on-failure"] | None = None
+    env: EnvMap | None = None
+    secret_env: EnvMap | None = None  # merged: keys given replace, others stay
+    secret_env_remove: list[EnvName] = Field(default_factory=list, max_length=200)
+    command: CommandLine | None = None
+    restart_policy: RestartPolicy | None = None
     health_check: HealthCheckIn | None = None
-    memory_limit: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[kmg]$")] | None = None
-    cpu_limit: Annotated[float, Field(ge=0.01, le=64)] | None = None
-    labels: dict[str, str] | None = None
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str | None) -> str | None:
-        return None if v is None else validate_image(v)
-
-    @field_validator("env", "secret_env")
-    @classmethod
-    def _env(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        return None if v is None else validate_env(v)
-
-    @field_validator("command")
-    @classmethod
-    def _command(cls, v: list[str] | None) -> list[str] | None:
-        return validate_command(v)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str] | None) -> dict[str, str] | None:
-        return None if v is None else validate_labels(v)
-
-    @field_validator("secret_env_remove")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not ENV_NAME_RE.fullmatch(name) or len(name) > 128:
-                raise ValueError(f"invalid variable name {name[:40]!r}")
-        return v
+    memory_limit: MemoryLimit | None = None
+    cpu_limit: CpuLimit | None = None
+    labels: Labels | None = None
 
 
 class RedeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image: Image | None = None
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str | None) -> str | None:
-        return None if v is None else validate_image(v)
+    image: ImageRef | None = None
 
 
 class RollbackRequest(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit import service as audit
@@ -12,6 +15,7 @@ from deploymate.core.db import utcnow
 from deploymate.core.errors import ValidationFailed
 from deploymate.runtime import host_facts
 from deploymate.runtime.errors import HostKeyChanged, RuntimeFailure
+from deploymate.runtime.executor import Executor
 from deploymate.runtime.ssh import probe_tcp, scan_host_keys
 from deploymate.servers import service
 from deploymate.servers.models import Server
@@ -134,27 +138,30 @@ async def run(
     )
 
 
-async def diagnostics(
-    db: AsyncSession, *, context: AppContext, caller: Caller, server_id: int
-) -> host_facts.Diagnostics:
-    server = await service.get(db, caller=caller, server_id=server_id)
-    executor = context.pool.executor(target_for(server, context.cipher))
+@asynccontextmanager
+async def _on(
+    db: AsyncSession, context: AppContext, caller: Caller, server: Server
+) -> AsyncIterator[Executor]:
+    """The server's executor; a changed host key met on the way is audited before it raises."""
     try:
-        return await host_facts.collect(executor)
+        yield context.pool.executor(target_for(server, context.cipher))
     except HostKeyChanged as exc:
         await _record_host_key_mismatch(db, caller, server, exc)
         await db.commit()
         raise
+
+
+async def diagnostics(
+    db: AsyncSession, *, context: AppContext, caller: Caller, server_id: int
+) -> host_facts.Diagnostics:
+    server = await service.get(db, caller=caller, server_id=server_id)
+    async with _on(db, context, caller, server) as executor:
+        return await host_facts.collect(executor)
 
 
 async def listening_ports(
     db: AsyncSession, *, context: AppContext, caller: Caller, server: Server
 ) -> list[int]:
     """Ports something listens on at the server (for free-port suggestions)."""
-    executor = context.pool.executor(target_for(server, context.cipher))
-    try:
+    async with _on(db, context, caller, server) as executor:
         return await host_facts.listening_ports(executor)
-    except HostKeyChanged as exc:
-        await _record_host_key_mismatch(db, caller, server, exc)
-        await db.commit()
-        raise
