@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.support.server import RunningServer
@@ -26,9 +27,17 @@ def run(
     )
 
 
+def run_all(
+    calls: list[tuple[list[str], dict[str, str]]],
+) -> list[subprocess.CompletedProcess[str]]:
+    """Independent invocations side by side (each is its own process)."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda call: run(*call), calls))
+
+
 def test_help_everywhere() -> None:
-    for args in ([], ["db"], ["admin"], ["serve"], ["login"], ["admin", "create"]):
-        res = run([*args, "--help"], {})
+    commands = ([], ["db"], ["admin"], ["serve"], ["login"], ["admin", "create"], ["deploy"])
+    for args, res in zip(commands, run_all([([*a, "--help"], {}) for a in commands]), strict=True):
         assert res.returncode == 0 and "Usage" in res.stdout, args
 
 
@@ -71,8 +80,8 @@ def test_bad_configuration_exits_non_zero_with_one_line(tmp_path: Path) -> None:
         ),
         ({"DEPLOYMATE_ENV": "production"}, "DEPLOYMATE_SERVER_CREDENTIALS_KEY"),
     ]
-    for env, named in cases:
-        res = run(["serve", "--port", "1"], env)
+    results = run_all([(["serve", "--port", "1"], env) for env, _ in cases])
+    for (_, named), res in zip(cases, results, strict=True):
         assert res.returncode == 2, res
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0] and "Traceback" not in res.stderr

@@ -54,12 +54,15 @@ async def _reset(client: TestClient) -> None:
     engine = client.app.state.context.engine  # type: ignore[attr-defined]
     tables = list(reversed(Base.metadata.sorted_tables))
     async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                await conn.execute(table.delete())
+        for table in tables:  # DELETE: on a few rows much faster than PostgreSQL's TRUNCATE
+            await conn.execute(table.delete())
+        if engine.dialect.name == "postgresql":  # ids start at 1 again, as on SQLite
+            restarts = ", ".join(  # setval of NULL (no sequence) is NULL: harmless
+                f"setval(pg_get_serial_sequence('\"{t.name}\"', 'id'), 1, false)"
+                for t in tables
+                if "id" in t.c
+            )
+            await conn.execute(text(f"SELECT {restarts}"))
     async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
         await auth_service.bootstrap_admin(db, settings=client.app.state.settings)  # type: ignore[attr-defined]
 
