@@ -175,11 +175,14 @@ def _token(client: TestClient | httpx.Client) -> str:
     return str(made.json()["token"])
 
 
+# The app's own background tasks are named (jobs/worker.py, wiring.py, notifications/outbox.py).
+BACKGROUND = ("worker-", "job-", "heartbeat-", "event-bus", "ssh-reaper", "webhook-")
+
+
 def _in_request() -> bool:
-    """A statement of the request being measured, not of the worker's or the event bus's polls
-    (their tasks are named; a request's task has asyncio's default name)."""
+    """A statement of the request being measured, not of the worker's or the event bus's polls."""
     task = asyncio.current_task()
-    return task is not None and task.get_name().startswith("Task-")
+    return task is not None and not task.get_name().startswith(BACKGROUND)
 
 
 def statements_per_request(settings: Settings) -> dict[str, int]:

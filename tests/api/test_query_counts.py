@@ -108,11 +108,14 @@ async def _add(db: Any, start: int, count: int) -> None:
     await db.commit()
 
 
+# The app's own background tasks are named (jobs/worker.py, wiring.py, notifications/outbox.py).
+BACKGROUND = ("worker-", "job-", "heartbeat-", "event-bus", "ssh-reaper", "webhook-")
+
+
 def _in_request() -> bool:
-    """A statement of the request being measured, not of the worker's or the event bus's polls
-    (their tasks are named; a request's task has asyncio's default name)."""
+    """A statement of the request being measured, not of the worker's or the event bus's polls."""
     task = asyncio.current_task()
-    return task is not None and task.get_name().startswith("Task-")
+    return task is not None and not task.get_name().startswith(BACKGROUND)
 
 
 def _statements(client: TestClient) -> dict[str, int]:
@@ -144,7 +147,7 @@ def test_every_list_runs_the_same_statements_for_3_or_30_rows(client: TestClient
     run_in_app(client, _add, 3, 27)
     many = _statements(client)
     assert many == few
-    assert max(few.values()) <= 16, few
+    assert 2 <= min(few.values()) and max(few.values()) <= 16, few
 
 
 def test_lists_come_a_page_at_a_time_with_the_total(client: TestClient) -> None:
