@@ -238,21 +238,31 @@ def served(settings: Settings, data_dir: Path) -> Iterator[str]:
         log.close()
 
 
-async def _load(url: str, path: str, rate: int, seconds: float, token: str) -> list[float]:
-    """An open loop: request k leaves at start + k/rate, whatever the previous ones do."""
+async def _load(
+    url: str, path: str, rate: int, seconds: float, token: str
+) -> tuple[list[float], int]:
+    """An open loop: request k leaves at start + k/rate, whatever the previous ones do.
+
+    Returns the latencies of the answered requests and the count of the failed ones."""
     latencies: list[float] = []
+    failed = [0]
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
 
         async def one() -> None:
             started = time.perf_counter()
-            res = await client.get(path, headers=headers)
-            res.raise_for_status()
+            try:
+                res = await client.get(path, headers=headers)
+                res.raise_for_status()
+            except httpx.HTTPError:
+                failed[0] += 1
+                return
             latencies.append(time.perf_counter() - started)
 
         await one()  # warm the connection and the caches
         latencies.clear()
+        failed[0] = 0
         tasks = []
         start = time.perf_counter()
         for k in range(int(rate * seconds)):
@@ -261,7 +271,7 @@ async def _load(url: str, path: str, rate: int, seconds: float, token: str) -> l
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
-    return latencies
+    return latencies, failed[0]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -286,10 +296,11 @@ def run_backend(name: str, url: str, seconds: float) -> list[tuple[str, str, int
                 token = _token(http)
             for path in ENDPOINTS:
                 for rate in RATES:
-                    lat = asyncio.run(_load(base, path, rate, seconds, token))
+                    lat, failed = asyncio.run(_load(base, path, rate, seconds, token))
                     figures = (
                         f"p50 {_pct(lat, 0.50):6.1f}  p95 {_pct(lat, 0.95):6.1f}  "
                         f"p99 {_pct(lat, 0.99):6.1f} ms"
+                        + (f"  ({failed} failed)" if failed else "")
                     )
                     rows.append((name, path, rate, f"{figures}  sql/request {counts[path]}"))
                     print(f"{name:10} {path:30} {rate:4}/s  {rows[-1][3]}", flush=True)

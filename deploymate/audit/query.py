@@ -15,10 +15,10 @@ from deploymate.core.errors import ValidationFailed
 EXPORT_LIMIT = 50_000
 
 
-def _filtered(filters: AuditFilters) -> Select[Any]:
+def _filtered(filters: AuditFilters, *, columns: Any = AuditEvent) -> Select[Any]:
     if filters.since and filters.until and filters.since > filters.until:
         raise ValidationFailed("must be before until", field="since")
-    stmt = select(AuditEvent)
+    stmt = select(columns)
     if filters.actor:
         stmt = stmt.where(AuditEvent.actor_name == filters.actor)
     if filters.action:
@@ -54,7 +54,8 @@ async def page(
     db: AsyncSession, *, filters: AuditFilters, page_no: int, per_page: int
 ) -> tuple[list[AuditEvent], int]:
     stmt = _filtered(filters)
-    total = int((await db.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one())
+    counted = _filtered(filters, columns=func.count(AuditEvent.id))
+    total = int((await db.execute(counted)).scalar_one())
     rows = await db.execute(
         stmt.order_by(AuditEvent.id.desc()).offset((page_no - 1) * per_page).limit(per_page)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,9 @@ def parse_public_key(line: str) -> asyncssh.SSHKey:
     return asyncssh.import_public_key(line.strip())
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(public_key_line: str) -> str:
+    """SHA256 fingerprint of a public key line (cached: lists show one per server)."""
     return str(parse_public_key(public_key_line).get_fingerprint("sha256"))
 
 
