@@ -76,7 +76,6 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    app.state.settings = settings
     app.state.context = ctx
     app.state.identify = auth_service.identify
     app.state.templates = make_templates()

@@ -59,8 +59,7 @@ def get_context(request: Request) -> AppContext:
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return get_context(request).settings
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:

@@ -37,7 +37,7 @@ def _login_page(
         {"csrf_token": csrf, "error": error, "username": username},
         status=status,
     )
-    settings = request.app.state.settings
+    settings = request.app.state.context.settings
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         csrf,

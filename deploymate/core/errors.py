@@ -118,7 +118,10 @@ def field_errors(exc: PydanticValidationError | Iterable[Any]) -> list[FieldErro
     raw = exc.errors() if isinstance(exc, PydanticValidationError) else exc
     out = []
     for err in raw:
-        parts = [str(p) for p in err.get("loc", ()) if p not in _LOCATIONS]
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in _LOCATIONS:  # where FastAPI found it: body, query, path, ...
+            loc = loc[1:]
+        parts = [str(p) for p in loc]
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         # A model-level check may name its field itself ("private_key: required when ...").
         head, sep, rest = message.partition(": ")

@@ -98,7 +98,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     # Answered by Starlette's outermost middleware, so the edge headers are added here.
     headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
-    if request.app.state.settings.secure_cookies:
+    if request.app.state.context.settings.secure_cookies:
         headers[HSTS[0].decode()] = HSTS[1].decode()
     return error_response(500, "internal error; see the server log", "internal_error", headers)
 

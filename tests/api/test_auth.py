@@ -317,7 +317,7 @@ def test_failures_elsewhere_slow_a_user_down_but_never_lock_them_out(client: Tes
 
 
 def test_forwarded_for_counts_only_behind_a_trusted_proxy(client: TestClient) -> None:
-    settings = client.app.state.settings  # type: ignore[attr-defined]
+    settings = client.app.state.context.settings  # type: ignore[attr-defined]
     settings.trusted_proxies = "10.0.0.0/8"
     settings.__dict__.pop("trusted_proxy_networks", None)
     forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}

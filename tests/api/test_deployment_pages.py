@@ -255,3 +255,27 @@ def test_create_from_a_template_leaves_blank_fields_to_it(client: TestClient) ->
     assert made["image"] == MISSING_IMAGE and made["internal_port"] == 80
     assert made["env"] == {"MODE": "blue"} and made["secret_env_keys"] == []
     assert made["health_check"]["path"] == "/version" and made["health_check"]["retries"] == 3
+
+
+def test_a_refused_form_shows_each_reason_next_to_its_field(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get(WORKFLOW)
+    data = {
+        "csrf_token": _form_csrf(page.text),
+        "server_id": "local",
+        "name": "Not A DNS Label",
+        "image": "--privileged",
+        "internal_port": "80",
+        "health_path": "no-slash",
+    }
+    res = client.post(WORKFLOW, data=data)
+    assert res.status_code == 422
+    errors = dict(re.findall(r'data-field="([^"]+)">([^<]+)<', res.text))
+    assert set(errors) == {"name", "image", "health_check.path"}, errors
+    assert "must be an image reference" in errors["image"]
+    assert 'data-testid="form-error"' in res.text  # and the summary at the top
+    # A use case's refusal names its field the same way.
+    data.update(name="web", image=MISSING_IMAGE, health_path="/", external_port="22")
+    res = client.post(WORKFLOW, data={**data, "csrf_token": _form_csrf(page.text)})
+    assert res.status_code == 422
+    assert re.search(r'data-field="external_port">22 is already in use', res.text), res.text

@@ -73,7 +73,7 @@ def publish(client: TestClient, event: str, text: str, **kwargs: Any) -> None:
 
 
 def allow_private(client: TestClient, value: bool) -> None:
-    client.app.state.settings.webhook_allow_private = value  # type: ignore[attr-defined]
+    client.app.state.context.settings.webhook_allow_private = value  # type: ignore[attr-defined]
 
 
 # --- in-app notifications -----------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_disabled_users_get_no_notifications(admin: TestClient) -> None:
 
 def test_unreachable_server_check_notifies_owner_once(admin: TestClient) -> None:
     _, alice = member(admin, "alice")
-    admin.app.state.settings.ssh_allow_private = True  # type: ignore[attr-defined]  (127.0.0.1)
+    admin.app.state.context.settings.ssh_allow_private = True  # type: ignore[attr-defined]  (127.0.0.1)
     body = {
         "name": "gone",
         "host": "127.0.0.1",

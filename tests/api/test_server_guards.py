@@ -81,7 +81,7 @@ def test_a_pin_for_an_address_another_owner_pins_never_replaces_their_line(
     admin: TestClient, tmp_path: Path
 ) -> None:
     known = tmp_path / "known_hosts"
-    admin.app.state.settings.ssh_known_hosts_file = known  # type: ignore[attr-defined]
+    admin.app.state.context.settings.ssh_known_hosts_file = known  # type: ignore[attr-defined]
     theirs, mine = _key_line(), _key_line()
     res = admin.post("/api/servers", json=_server("prod", "shared.example.test", 22, theirs))
     assert res.status_code == 201, res.text
@@ -113,7 +113,7 @@ def test_a_pin_for_an_address_another_owner_pins_never_replaces_their_line(
 def test_members_never_reach_link_local_or_metadata_addresses(
     admin: TestClient, address: str
 ) -> None:
-    admin.app.state.settings.ssh_allow_private = True  # type: ignore[attr-defined]
+    admin.app.state.context.settings.ssh_allow_private = True  # type: ignore[attr-defined]
     member = member_headers(admin, "mallory")
     api = second_client(admin)
     res = api.post("/api/servers/scan-host-key", headers=member, json={"host": address, "port": 22})
@@ -138,7 +138,7 @@ def test_members_reach_private_addresses_only_when_allowed(admin: TestClient) ->
 
 
 def test_a_member_cannot_tell_closed_from_open_but_not_ssh(admin: TestClient, not_ssh: int) -> None:
-    admin.app.state.settings.ssh_allow_private = True  # type: ignore[attr-defined]
+    admin.app.state.context.settings.ssh_allow_private = True  # type: ignore[attr-defined]
     member = member_headers(admin, "mallory")
     api = second_client(admin)
     closed = _closed_port()

@@ -310,7 +310,7 @@ def test_test_action_redirects_and_checks_at_send_time(
     hook_client: TestClient, receiver: Receiver
 ) -> None:
     client = hook_client
-    settings = client.app.state.settings  # type: ignore[attr-defined]
+    settings = client.app.state.context.settings  # type: ignore[attr-defined]
     ok = add_hook(client, "ok", receiver.url(f"/hooks/ok/{HOOK_SECRET}"), ["deploy.failed"])
     res = client.post(f"/api/admin/webhooks/{ok}/test")
     assert res.status_code == 200, res.text

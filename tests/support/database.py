@@ -64,12 +64,12 @@ async def _reset(client: TestClient) -> None:
             )
             await conn.execute(text(f"SELECT {restarts}"))
     async with client.app.state.context.sessions() as db:  # type: ignore[attr-defined]
-        await auth_service.bootstrap_admin(db, settings=client.app.state.settings)  # type: ignore[attr-defined]
+        await auth_service.bootstrap_admin(db, settings=client.app.state.context.settings)  # type: ignore[attr-defined]
 
 
 def _restore_settings(client: TestClient) -> None:
     """Tests may flip a setting on the shared app; the next test starts from the original."""
-    settings = client.app.state.settings  # type: ignore[attr-defined]
+    settings = client.app.state.context.settings  # type: ignore[attr-defined]
     state = client.app.state  # type: ignore[attr-defined]
     if not hasattr(state, "original_settings"):
         state.original_settings = dict(settings.__dict__)

@@ -87,3 +87,21 @@ def test_env_file_is_read(tmp_path: Path) -> None:
     assert settings.session_max_hours == 5 and settings.data_dir == tmp_path / "d"
     with pytest.raises(ConfigurationError, match="env file not found"):
         load_settings(tmp_path / "missing.env")
+
+
+def test_a_field_named_like_a_location_keeps_its_name() -> None:
+    """`path` is both where FastAPI finds input and a health check's field."""
+    from deploymate.core.errors import field_errors
+
+    raw = [
+        {"loc": ("body", "health_check", "path"), "msg": "Value error, must start with /"},
+        {"loc": ("path", "deployment_id"), "msg": "Input should be less than 2147483648"},
+        {"loc": ("query", "limit"), "msg": "too big"},
+        {"loc": (), "msg": "Value error, private_key: required when auth_type is key"},
+    ]
+    assert [(e.field, e.message) for e in field_errors(raw)] == [
+        ("health_check.path", "must start with /"),
+        ("deployment_id", "Input should be less than 2147483648"),
+        ("limit", "too big"),
+        ("private_key", "required when auth_type is key"),
+    ]
