@@ -28,9 +28,18 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LABEL_KEY_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 HEALTH_PATH_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*")
 
-Name = Annotated[
-    str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-]
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+
+
+def validate_name(value: str) -> str:
+    if not NAME_RE.fullmatch(value):
+        raise ValueError(
+            "use lower-case letters, digits and inner hyphens, like web-1 (it names containers)"
+        )
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(validate_name)]
 Image = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 
