@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deploymate.core.db import Base, UTCDateTime, utcnow
@@ -29,6 +29,8 @@ class User(Base):
     can_deploy_local: Mapped[bool] = mapped_column(default=False)
     # How many servers a member may register; raised by approved upgrade requests.
     server_limit: Mapped[int] = mapped_column(default=3)
+    # The overview's getting-started steps, hidden once the user dismissed them.
+    steps_dismissed: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 

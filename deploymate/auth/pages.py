@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.auth import service
 from deploymate.auth.cookies import clear_session_cookie, set_session_cookie
+from deploymate.auth.schemas import TokenCreate
 from deploymate.core import tokens
+from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError
 from deploymate.deps import (
     CallerDep,
     DbDep,
+    IdPath,
     OptionalCaller,
     SettingsDep,
     client_address,
     session_secret,
 )
-from deploymate.web.forms import Refusal
+from deploymate.web.forms import Refusal, refused
 from deploymate.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -157,3 +163,50 @@ async def change_password_submit(
     response = RedirectResponse("/app?notice=password-changed", status_code=303)
     set_session_cookie(response, settings, new.secret)
     return response
+
+
+# --- API tokens ----------------------------------------------------------------------------
+
+
+async def _tokens_page(
+    request: Request, me: Caller, db: AsyncSession, *, status: int = 200, **extra: Any
+) -> Response:
+    context: dict[str, Any] = {
+        "tokens": await service.list_api_tokens(db, caller=me),
+        "base_url": str(request.base_url).rstrip("/"),
+        "created": None,
+        "form": {},
+        "error": None,
+        "message": None,
+        **extra,
+    }
+    return render(request, "tokens.html", context, me=me, status=status)
+
+
+@router.get("/app/tokens", response_class=HTMLResponse)
+async def tokens_page(request: Request, me: CallerDep, db: DbDep) -> Response:
+    message = "Token revoked." if request.query_params.get("revoked") else None
+    return await _tokens_page(request, me, db, message=message)
+
+
+@router.post("/app/tokens", response_class=HTMLResponse)
+async def create_token(
+    request: Request,
+    me: CallerDep,
+    db: DbDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """The token is shown on this answer only: it is stored hashed and cannot be shown again."""
+    try:
+        body = TokenCreate.model_validate({"name": name})
+        row, token = await service.create_api_token(db, caller=me, name=body.name)
+    except (ValidationError, DeployMateError) as exc:
+        page = partial(_tokens_page, request, me, db)
+        return await refused(db, exc, page, form={"name": name})
+    return await _tokens_page(request, me, db, created={"name": row.name, "token": token})
+
+
+@router.post("/app/tokens/{token_id}/revoke")
+async def revoke_token(token_id: IdPath, me: CallerDep, db: DbDep) -> Response:
+    await service.revoke_api_token(db, caller=me, token_id=token_id)
+    return RedirectResponse("/app/tokens?revoked=1", status_code=303)

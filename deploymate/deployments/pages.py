@@ -32,7 +32,7 @@ from deploymate.servers import service as servers
 from deploymate.servers.models import Server
 from deploymate.servers.targets import may_use_control_host
 from deploymate.web.forms import number, pairs, refused
-from deploymate.web.render import render
+from deploymate.web.render import pager, render
 
 log = logging.getLogger("deploymate.deployments.pages")
 
@@ -162,6 +162,32 @@ async def create(request: Request, me: CallerDep, db: DbDep, context: ContextDep
         # secret values are never sent back
         return await refused(db, exc, page, form=form, secret_dropped=bool(secret_text.strip()))
     return RedirectResponse(f"/deployments/{dep.id}?job={job.id}", status_code=303)
+
+
+# --- the list ------------------------------------------------------------------------------
+
+LIST_PAGE = 50
+
+
+@router.get("/app/deployments", response_class=HTMLResponse)
+async def listing(request: Request, me: CallerDep, db: DbDep) -> Response:
+    """Every deployment you can see, a page at a time, with its state, target and release."""
+    show_deleted = request.query_params.get("deleted") == "1"
+    page = parse_id(request.query_params.get("page")) or 1
+    total = await service.count_for(db, caller=me, include_deleted=show_deleted)
+    deps = await service.list_for(
+        db,
+        caller=me,
+        include_deleted=show_deleted,
+        limit=LIST_PAGE,
+        offset=(page - 1) * LIST_PAGE,
+    )
+    context = {
+        "rows": await presenters.cards(db, deps=deps),
+        "show_deleted": show_deleted,
+        "pager": pager(request, page=page, size=LIST_PAGE, total=total),
+    }
+    return render(request, "deployments_list.html", context, me=me)
 
 
 # --- a deployment's page ---------------------------------------------------------------------

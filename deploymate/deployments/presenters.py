@@ -139,9 +139,11 @@ async def cards(db: AsyncSession, *, deps: Sequence[Deployment]) -> list[dict[st
                 "status_class": STATUS_CLASS.get(dep.status, ""),
                 "status_message": dep.status_message,
                 "target": server[0] if server else CONTROL_HOST,
+                "server_id": dep.server_id,
                 "address": f"{server[1]}:{dep.external_port}"
                 if server
                 else f"{CONTROL_HOST} :{dep.external_port}",
+                "url": f"http://{server[1]}:{dep.external_port}/" if server else None,
                 "image": dep.image,
                 "release": release.number if release else None,
                 "release_image": release.image if release else None,

@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit.models import AuditEvent
+from deploymate.auth.models import User
 from deploymate.core.caller import Caller
 from deploymate.core.db import utcnow
 from deploymate.deployments import service as deployments
@@ -131,6 +132,16 @@ async def overview(db: AsyncSession) -> dict[str, Any]:
     }
 
 
+async def steps_dismissed(db: AsyncSession, *, caller: Caller) -> bool:
+    stmt = select(User.steps_dismissed).where(User.id == caller.user_id)
+    return bool((await db.execute(stmt)).scalar_one_or_none())
+
+
+async def dismiss_steps(db: AsyncSession, *, caller: Caller) -> None:
+    await db.execute(update(User).where(User.id == caller.user_id).values(steps_dismissed=True))
+    await db.commit()
+
+
 async def first_steps(db: AsyncSession, *, caller: Caller) -> list[dict[str, Any]]:
     """The getting-started path, counting only what the caller can see (deleted excluded)."""
     owned = select(func.count()).select_from(Server)
@@ -151,7 +162,7 @@ async def first_steps(db: AsyncSession, *, caller: Caller) -> list[dict[str, Any
             "detail": f"{servers} server(s) registered."
             if servers
             else "Register an SSH target and pin its host key.",
-            "href": "/app/server-review",
+            "href": "/app/server-review#add-server",
         },
         {
             "title": "Create a deployment",

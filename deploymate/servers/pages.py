@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.context import AppContext
 from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError
+from deploymate.core.ids import parse_id
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
 from deploymate.servers import checks, presenters, service
 from deploymate.servers.schemas import HostPort, ServerCreate, ServerUpdate
 from deploymate.web.forms import number, refused
-from deploymate.web.render import render
+from deploymate.web.render import pager, render
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/app/server-review"
@@ -58,6 +59,22 @@ async def _page(
         "diagnostics": None,
     }
     return render(request, "servers.html", {**base, **extra}, me=me, status=status)
+
+
+LIST_PAGE = 50
+
+
+@router.get("/app/servers", response_class=HTMLResponse)
+async def listing(request: Request, me: CallerDep, db: DbDep, context: ContextDep) -> Response:
+    """The servers you can see, a page at a time, with their state."""
+    page = parse_id(request.query_params.get("page")) or 1
+    total = await service.count_for(db, caller=me)
+    rows = await service.list_for(db, caller=me, limit=LIST_PAGE, offset=(page - 1) * LIST_PAGE)
+    context_ = {
+        "servers": await presenters.present(db, servers=rows, cipher=context.cipher),
+        "pager": pager(request, page=page, size=LIST_PAGE, total=total),
+    }
+    return render(request, "servers_list.html", context_, me=me)
 
 
 @router.get(PAGE, response_class=HTMLResponse)

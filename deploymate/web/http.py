@@ -88,9 +88,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods: JSON under /api/, a page in the console."""
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
     detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if not is_api(request) and exc.status_code == 404 and request.method in ("GET", "HEAD"):
+        templates = request.app.state.templates
+        context = {"status": 404, "detail": f"There is no page at {request.url.path}."}
+        return templates.TemplateResponse(request, "error.html", context, status_code=404)
     return error_response(exc.status_code, detail, codes.get(exc.status_code, "http_error"))
 
 

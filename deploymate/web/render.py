@@ -20,7 +20,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 # The console's sections; an entry shows once its page is served and the user may see it.
 NAVIGATION: list[tuple[str, str, bool]] = [
     ("/app", "Overview", False),
-    ("/app/server-review", "Servers", False),
+    ("/app/deployments", "Deployments", False),
+    ("/app/servers", "Servers", False),
     ("/app/deployment-workflow", "Deploy", False),
     ("/app/users", "Users", True),
     ("/app/upgrade-requests", "Upgrade requests", False),
@@ -80,3 +81,20 @@ def render(
     response = templates.TemplateResponse(request, template, full, status_code=status)
     response.headers["cache-control"] = "no-store"
     return response
+
+
+def pager(request: Request, *, page: int, size: int, total: int) -> dict[str, Any]:
+    """Previous/next links for a console list, keeping the other query parameters."""
+    pages = max(1, (total + size - 1) // size)
+
+    def link(number: int) -> str:
+        url = request.url.include_query_params(page=number)
+        return f"{url.path}?{url.query}"
+
+    return {
+        "page": page,
+        "pages": pages,
+        "total": total,
+        "prev": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+    }

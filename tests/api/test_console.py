@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.support.api import create_user, login
+from tests.support.api import create_user, login, second_client
 
 
 def _form_csrf(html: str) -> str:
@@ -100,3 +100,65 @@ def test_navigation_shows_admin_sections_only_to_admins(client: TestClient) -> N
     _console_login(client, "admin", ADMIN_PASSWORD)
     nav = client.get("/app").text
     assert 'href="/app"' in nav and 'aria-current="page"' in nav
+
+
+def test_list_pages_show_state_target_and_release_with_links(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/app/deployments")
+    assert page.status_code == 200 and "No deployments yet" in page.text
+    servers = client.get("/app/servers")
+    assert servers.status_code == 200 and "No server yet" in servers.text
+    nav = client.get("/app").text
+    assert 'href="/app/deployments"' in nav and 'href="/app/servers"' in nav
+    # the old paths keep working
+    assert client.get("/app/server-review").status_code == 200
+    assert client.get("/app/deployment-workflow").status_code == 200
+
+
+def test_unknown_console_paths_get_a_page_and_the_api_gets_json(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/app/no-such-thing")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Not found" in page.text and 'href="/app"' in page.text
+    api = client.get("/api/no-such-thing")
+    assert api.status_code == 404 and api.json()["code"] == "not_found"
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert 'rel="icon"' in client.get("/app").text
+
+
+def test_the_getting_started_steps_link_and_can_be_dismissed(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    home = client.get("/app").text
+    assert 'href="/app/server-review#add-server"' in home
+    assert 'href="/app/deployment-workflow"' in home
+    res = client.post(
+        "/app/steps/dismiss", data={"csrf_token": _form_csrf(home)}, follow_redirects=False
+    )
+    assert res.status_code == 303 and res.headers["location"] == "/app"
+    assert 'data-testid="step"' not in client.get("/app").text
+
+
+def test_the_tokens_page_creates_shows_once_and_revokes(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get("/app/tokens")
+    assert page.status_code == 200 and "No token yet" in page.text
+    made = client.post("/app/tokens", data={"csrf_token": _form_csrf(page.text), "name": "laptop"})
+    token = re.search(r"<code>(dmt_[^<]+)</code>", made.text)
+    assert made.status_code == 200 and token, made.text
+    listed = client.get("/app/tokens").text
+    assert "laptop" in listed and token.group(1) not in listed  # shown once
+    bearer = {"Authorization": f"Bearer {token.group(1)}"}
+    assert client.get("/api/auth/me", headers=bearer).status_code == 200
+    bad = client.post("/app/tokens", data={"csrf_token": _form_csrf(listed), "name": "x\x07"})
+    assert bad.status_code == 422 and 'data-field="name"' in bad.text
+    token_id = re.search(r"/app/tokens/(\d+)/revoke", listed)
+    assert token_id
+    res = client.post(
+        f"/app/tokens/{token_id.group(1)}/revoke",
+        data={"csrf_token": _form_csrf(listed)},
+        follow_redirects=False,
+    )
+    assert res.status_code == 303
+    assert "revoked" in client.get("/app/tokens").text
+    assert second_client(client).get("/api/auth/me", headers=bearer).status_code == 401

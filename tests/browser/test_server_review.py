@@ -14,7 +14,10 @@ def test_add_and_check_a_server_in_the_console(
 ) -> None:
     sign_in(page, running_server, "admin", running_server.admin_password)
     page.get_by_role("link", name="Servers").click()
-    expect(page).to_have_url(f"{running_server.url}/app/server-review")
+    expect(page).to_have_url(f"{running_server.url}/app/servers")
+    expect(page.get_by_text("No server yet.")).to_be_visible()
+    page.get_by_role("link", name="Add a server").first.click()
+    expect(page).to_have_url(f"{running_server.url}/app/server-review#add-server")
     page.get_by_label("Host").fill(lab_host.address)
     page.get_by_role("button", name="1. Scan host key").click()
     expect(page.get_by_test_id("scanned-fingerprint").first).to_contain_text(
