@@ -21,10 +21,16 @@ from deploymate.context import AppContext
 from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError, ValidationFailed
 from deploymate.core.ids import parse_id
-from deploymate.deployments import live, ports, presenters, service
+from deploymate.deployments import forms, live, ports, presenters, service
 from deploymate.deployments.models import Deployment
 from deploymate.deployments.presenters import STATUS_CLASS
-from deploymate.deployments.schemas import DeploymentCreate, RedeployRequest
+from deploymate.deployments.schemas import (
+    DeploymentCreate,
+    DeploymentUpdate,
+    RedeployRequest,
+    TemplateCreate,
+    TemplateUpdate,
+)
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
@@ -39,7 +45,6 @@ log = logging.getLogger("deploymate.deployments.pages")
 router = APIRouter(include_in_schema=False)
 WORKFLOW = "/app/deployment-workflow"
 LOCAL = "local"  # the target select's value for the control host
-HEALTH_FIELDS = ("path", "expected_status", "retries", "interval", "timeout", "start_period")
 RESTART_POLICIES = ("unless-stopped", "always", "on-failure", "no")
 OPERATIONS = ("stop", "start", "restart", "delete")
 LOG_LINES = 100
@@ -52,35 +57,19 @@ ACTIVE_JOB = ("queued", "running")
 
 def _create_body(form: dict[str, str], secret_text: str) -> dict[str, Any]:
     """The DeploymentCreate body from the form: a blank field is left unset (template/default)."""
-    data: dict[str, Any] = {"name": form.get("name", "").strip()}
     target = form.get("server_id", "").strip()
     if not target:
         raise ValidationFailed("choose a target", field="server_id")
-    data["server_id"] = None if target == LOCAL else number(target)
+    data: dict[str, Any] = {
+        "name": form.get("name", "").strip(),
+        "server_id": None if target == LOCAL else number(target),
+        **forms.settings(form, blank_is_unset=True),
+    }
     if form.get("template_id", "").strip():
         data["template_id"] = number(form["template_id"])
-    if form.get("image", "").strip():
-        data["image"] = form["image"].strip()
-    for key in ("internal_port", "external_port"):
-        if form.get(key, "").strip():
-            data[key] = number(form[key])
-    for key in ("restart_policy", "memory_limit", "cpu_limit"):
-        if form.get(key, "").strip():
-            data[key] = form[key].strip()
-    for key in ("env", "labels"):
-        found = pairs(form.get(key, ""), key)
-        if found:
-            data[key] = found
     secret = pairs(secret_text, "secret_env")
     if secret:
         data["secret_env"] = secret
-    command = [line for line in form.get("command", "").replace("\r\n", "\n").split("\n") if line]
-    if command:
-        data["command"] = command
-    health = {f: form[f"health_{f}"].strip() for f in HEALTH_FIELDS if form.get(f"health_{f}", "")}
-    health_type = form.get("health_type", "http") or "http"
-    if health or health_type != "http":
-        data["health_check"] = {"type": health_type, **health}
     return data
 
 
@@ -291,6 +280,9 @@ async def _detail_page(
         "job_events": await jobs.events(db, job.id) if job else [],
         "operations": OPERATIONS,
         "log_lines": LOG_LINES,
+        "settings_form": forms.to_form(service.snapshot(dep)),
+        "restart_policies": RESTART_POLICIES,
+        "open_settings": False,
         "form": {},
         "error": None,
         "message": None,
@@ -383,3 +375,132 @@ for _kind in OPERATIONS:
         methods=["POST"],
         response_class=HTMLResponse,
     )
+
+
+# --- changing the settings, templates ------------------------------------------------------
+
+
+def _form_text(raw: Any) -> dict[str, str]:
+    return {k: v for k, v in raw.items() if isinstance(v, str) and k not in ("secret_env",)}
+
+
+@router.post("/deployments/{deployment_id}/settings", response_class=HTMLResponse)
+async def change_settings(
+    deployment_id: IdPath, request: Request, me: CallerDep, db: DbDep, context: ContextDep
+) -> Response:
+    """Every setting the API's PATCH takes; what changed is saved as a new release and deployed."""
+    raw = await request.form()
+    form = _form_text(raw)
+    secret_value = raw.get("secret_env")
+    secret_text = secret_value if isinstance(secret_value, str) else ""
+    remove = [v for v in raw.getlist("secret_remove") if isinstance(v, str)]
+    page = partial(_detail_page, request, me, db, context, deployment_id)
+    try:
+        dep = await service.get(db, caller=me, deployment_id=deployment_id)
+        body = forms.changes(form, forms.to_form(service.snapshot(dep)))
+        secret = pairs(secret_text, "secret_env")
+        if secret:
+            body["secret_env"] = secret
+        if remove:
+            body["secret_env_remove"] = remove
+        if not body:
+            return await page(message="Nothing changed.")
+        data = DeploymentUpdate.model_validate(body)
+        job = await service.update(
+            db, context=context, caller=me, deployment_id=deployment_id, data=data
+        )
+    except (ValidationError, DeployMateError) as exc:
+        return await refused(
+            db,
+            exc,
+            page,
+            settings_form=form,
+            open_settings=True,
+            secret_dropped=bool(secret_text.strip()),
+        )
+    return _after(deployment_id, job)
+
+
+@router.post("/deployments/{deployment_id}/template", response_class=HTMLResponse)
+async def save_template(
+    deployment_id: IdPath,
+    request: Request,
+    me: CallerDep,
+    db: DbDep,
+    context: ContextDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    try:
+        body = TemplateCreate.model_validate({"name": name})
+        template = await service.save_template(
+            db, caller=me, deployment_id=deployment_id, name=body.name
+        )
+    except (ValidationError, DeployMateError) as exc:
+        page = partial(_detail_page, request, me, db, context, deployment_id)
+        return await refused(db, exc, page, template_name=name)
+    return RedirectResponse(f"/app/templates?saved={template.id}", status_code=303)
+
+
+async def _templates_page(
+    request: Request, me: Caller, db: AsyncSession, *, status: int = 200, **extra: Any
+) -> Response:
+    templates = [
+        {"id": t.id, "name": t.name, "settings": t.settings, "form": forms.to_form(t.settings)}
+        for t in await service.list_templates(db, caller=me)
+    ]
+    query = request.query_params
+    messages = {
+        "saved": "Template saved.",
+        "changed": "Template changed.",
+        "deleted": "Template deleted.",
+    }
+    context: dict[str, Any] = {
+        "templates": templates,
+        "restart_policies": RESTART_POLICIES,
+        "editing": parse_id(query.get("edit")),
+        "message": next((m for k, m in messages.items() if k in query), None),
+        "error": None,
+        **extra,
+    }
+    return render(request, "templates.html", context, me=me, status=status)
+
+
+@router.get("/app/templates", response_class=HTMLResponse)
+async def templates_page(request: Request, me: CallerDep, db: DbDep) -> Response:
+    return await _templates_page(request, me, db)
+
+
+@router.post("/app/templates/{template_id}", response_class=HTMLResponse)
+async def change_template(
+    template_id: IdPath, request: Request, me: CallerDep, db: DbDep
+) -> Response:
+    """Rename a template and change its settings."""
+    form = _form_text(await request.form())
+    try:
+        body = TemplateUpdate.model_validate(
+            {"name": form.get("name", ""), "settings": forms.settings(form, blank_is_unset=False)}
+        )
+        await service.update_template(
+            db, caller=me, template_id=template_id, name=body.name, settings=body.settings
+        )
+    except (ValidationError, DeployMateError) as exc:
+        page = partial(_templates_page, request, me, db)
+        return await refused(db, exc, page, editing=template_id, edit_form=form)
+    return RedirectResponse("/app/templates?changed=1", status_code=303)
+
+
+@router.post("/app/templates/{template_id}/delete", response_class=HTMLResponse)
+async def delete_template(
+    template_id: IdPath,
+    request: Request,
+    me: CallerDep,
+    db: DbDep,
+    confirm: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    try:
+        if confirm != "yes":
+            raise ValidationFailed("Tick the confirmation box to delete a template.")
+        await service.delete_template(db, caller=me, template_id=template_id)
+    except DeployMateError as exc:
+        return await refused(db, exc, partial(_templates_page, request, me, db))
+    return RedirectResponse("/app/templates?deleted=1", status_code=303)

@@ -28,6 +28,7 @@ from deploymate.deployments.schemas import (
     RollbackRequest,
     TemplateCreate,
     TemplateOut,
+    TemplateUpdate,
 )
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath, PageDep, require_admin
 from deploymate.jobs import service as jobs
@@ -275,6 +276,28 @@ async def list_templates(db: DbDep, me: CallerDep) -> list[TemplateOut]:
         TemplateOut(id=t.id, name=t.name, settings=t.settings)
         for t in await service.list_templates(db, caller=me)
     ]
+
+
+@templates_router.get("/{template_id}")
+async def get_template(template_id: IdPath, db: DbDep, me: CallerDep) -> TemplateOut:
+    t = await service.get_template(db, caller=me, template_id=template_id)
+    return TemplateOut(id=t.id, name=t.name, settings=t.settings)
+
+
+@templates_router.patch("/{template_id}")
+async def update_template(
+    template_id: IdPath, body: TemplateUpdate, db: DbDep, me: CallerDep
+) -> TemplateOut:
+    """Rename, or change settings (validated like a deployment's; never a port or a secret)."""
+    t = await service.update_template(
+        db, caller=me, template_id=template_id, name=body.name, settings=body.settings
+    )
+    return TemplateOut(id=t.id, name=t.name, settings=t.settings)
+
+
+@templates_router.delete("/{template_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_template(template_id: IdPath, db: DbDep, me: CallerDep) -> None:
+    await service.delete_template(db, caller=me, template_id=template_id)
 
 
 # --- jobs ----------------------------------------------------------------------------------

@@ -186,6 +186,22 @@ class TemplateCreate(BaseModel):
     ]
 
 
+class TemplateUpdate(BaseModel):
+    """A new name, and/or settings to change (the ones given replace; validated on the merge)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: (
+        Annotated[
+            str,
+            StringConstraints(
+                min_length=1, max_length=64, strip_whitespace=True, pattern=r"^[^\x00-\x1f\x7f]+$"
+            ),
+        ]
+        | None
+    ) = None
+    settings: dict[str, Any] | None = None
+
+
 class TemplateOut(BaseModel):
     id: int
     name: str

@@ -503,6 +503,67 @@ async def save_template(
     return template
 
 
+TEMPLATE_FIELDS = tuple(f for f in CONFIG_FIELDS if f != "external_port")
+
+
+def _template_settings_of(values: dict[str, Any]) -> dict[str, Any]:
+    """Validated as a deployment's settings; a template never holds a port or a secret."""
+    checked = DeploySettings.model_validate(values).model_dump()
+    return {f: checked[f] for f in TEMPLATE_FIELDS}
+
+
+async def get_template(db: AsyncSession, *, caller: Caller, template_id: int) -> DeploymentTemplate:
+    template = await db.get(DeploymentTemplate, template_id)
+    if template is None or not caller.owns(template.owner_id):
+        raise NotFound(f"no such template: {template_id}")
+    return template
+
+
+async def update_template(
+    db: AsyncSession,
+    *,
+    caller: Caller,
+    template_id: int,
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> DeploymentTemplate:
+    """Rename a template, or replace its settings (validated like a deployment's)."""
+    template = await get_template(db, caller=caller, template_id=template_id)
+    changed: list[str] = []
+    if name is not None and name != template.name:
+        template.name = name
+        changed.append("name")
+    if settings is not None:
+        merged = _template_settings_of({**template.settings, **settings})
+        if merged != template.settings:
+            template.settings = merged
+            changed.append("settings")
+    await audit.record(
+        db,
+        caller=caller,
+        action="template.update",
+        target_type="template",
+        target_id=template.id,
+        details={"template": template.name, "changed": changed},
+    )
+    await db.commit()
+    return template
+
+
+async def delete_template(db: AsyncSession, *, caller: Caller, template_id: int) -> None:
+    template = await get_template(db, caller=caller, template_id=template_id)
+    await audit.record(
+        db,
+        caller=caller,
+        action="template.delete",
+        target_type="template",
+        target_id=template.id,
+        details={"template": template.name},
+    )
+    await db.delete(template)
+    await db.commit()
+
+
 async def list_templates(db: AsyncSession, *, caller: Caller) -> list[DeploymentTemplate]:
     stmt = select(DeploymentTemplate).order_by(DeploymentTemplate.name)
     if not caller.is_admin:

@@ -23,6 +23,7 @@ NAVIGATION: list[tuple[str, str, bool]] = [
     ("/app/deployments", "Deployments", False),
     ("/app/servers", "Servers", False),
     ("/app/deployment-workflow", "Deploy", False),
+    ("/app/templates", "Templates", False),
     ("/app/users", "Users", True),
     ("/app/upgrade-requests", "Upgrade requests", False),
     ("/app/audit", "Audit log", True),

@@ -279,3 +279,125 @@ def test_a_refused_form_shows_each_reason_next_to_its_field(client: TestClient) 
     res = client.post(WORKFLOW, data={**data, "csrf_token": _form_csrf(page.text)})
     assert res.status_code == 422
     assert re.search(r'data-field="external_port">22 is already in use', res.text), res.text
+
+
+def _settings_form(html: str) -> dict[str, str]:
+    """The values the settings form of a deployment's page holds, as a browser would send."""
+    form = html[html.index('data-testid="settings-form"') :]
+    form = form[: form.index("</form>")]
+    inputs = re.findall(r'<input(?! type="checkbox")[^>]*name="([a-z_]+)" value="([^"]*)"', form)
+    values = dict(inputs)
+    values.update(re.findall(r'<textarea[^>]*name="([a-z_]+)"[^>]*>([^<]*)</textarea>', form))
+    for name, options in re.findall(
+        r'<select[^>]*name="([a-z_]+)"[^>]*>(.*?)</select>', form, re.S
+    ):
+        chosen = re.search(r'<option(?: value="([^"]*)")? selected>([^<]*)</option>', options)
+        values[name] = (chosen.group(1) or chosen.group(2)) if chosen else ""
+    values.pop("secret_env", None)
+    return values
+
+
+def test_every_setting_can_be_edited_from_the_deployments_page(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _ = _create_local(client, "edited", env="MODE=blue", health_path="/version")
+    page = client.get(f"/deployments/{dep_id}")
+    form = _settings_form(page.text)
+    assert form["image"] == MISSING_IMAGE and form["health_path"] == "/version"
+    assert form["env"] == "MODE=blue" and form["internal_port"] == "80"
+    assert SECRET not in page.text and 'value="API_TOKEN"' in page.text  # a key, never a value
+
+    unchanged = client.post(f"/deployments/{dep_id}/settings", data=form)
+    assert unchanged.status_code == 200 and "Nothing changed." in unchanged.text
+
+    bad = {**form, "health_path": "no-slash", "memory_limit": "lots"}
+    res = client.post(f"/deployments/{dep_id}/settings", data=bad)
+    assert res.status_code == 422
+    assert 'data-field="health_check.path"' in res.text and 'data-field="memory_limit"' in res.text
+    assert len(client.get(f"/api/deployments/{dep_id}/releases").json()) == 1  # nothing saved
+
+    changed = {
+        **form,
+        "env": "MODE=green\nREGION=eu",
+        "health_path": "/up",
+        "health_retries": "5",
+        "command": "sh\n-c\necho hi",
+        "memory_limit": "128m",
+        "labels": "team=core",
+        "restart_policy": "always",
+        "secret_env": "NEW_SECRET=s3cret-value-2",
+        "secret_remove": "API_TOKEN",
+    }
+    res = client.post(f"/deployments/{dep_id}/settings", data=changed, follow_redirects=False)
+    assert res.status_code == 303 and "?job=" in res.headers["location"]
+    wait_job(client, int(res.headers["location"].split("job=")[1]), timeout=60)
+    dep = client.get(f"/api/deployments/{dep_id}").json()
+    release = client.get(f"/api/deployments/{dep_id}/releases").json()[0]
+    assert release["number"] == 2 and release["config"]["env"] == {"MODE": "green", "REGION": "eu"}
+    assert release["config"]["health_check"]["path"] == "/up"
+    assert release["config"]["health_check"]["retries"] == 5
+    assert release["config"]["command"] == ["sh", "-c", "echo hi"]
+    assert release["config"]["memory_limit"] == "128m" and release["config"]["labels"] == {
+        "team": "core"
+    }
+    assert release["config"]["restart_policy"] == "always"
+    activity = client.get(f"/api/deployments/{dep_id}/activity").json()
+    assert any(
+        "settings changed" in a["message"] and "secret_env" in a["message"] for a in activity
+    )
+    # The failed release did not serve, so the desired settings are the release's own.
+    assert dep["secret_env_keys"] in (["NEW_SECRET"], ["API_TOKEN"])
+
+
+def test_templates_are_saved_listed_renamed_edited_and_deleted(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _ = _create_local(client, "origin", env="MODE=blue")
+    page = client.get(f"/deployments/{dep_id}")
+    res = client.post(
+        f"/deployments/{dep_id}/template",
+        data={"csrf_token": _form_csrf(page.text), "name": "web-base"},
+        follow_redirects=False,
+    )
+    assert res.status_code == 303 and res.headers["location"].startswith("/app/templates")
+    listing = client.get("/app/templates")
+    assert (
+        "web-base" in listing.text and "Template saved." in client.get(res.headers["location"]).text
+    )
+    template_id = client.get("/api/templates").json()[0]["id"]
+    edit = client.get(f"/app/templates?edit={template_id}").text
+    assert 'data-testid="template-form"' in edit and "API_TOKEN" not in edit
+    res = client.post(
+        f"/app/templates/{template_id}",
+        data={
+            "csrf_token": _form_csrf(edit),
+            "name": "web-base-2",
+            "image": "registry.example.com/team/web:2",
+            "internal_port": "8080",
+            "env": "MODE=green",
+            "health_path": "/up",
+        },
+        follow_redirects=False,
+    )
+    assert res.status_code == 303, res.text
+    stored = client.get(f"/api/templates/{template_id}").json()
+    assert stored["name"] == "web-base-2" and stored["settings"]["internal_port"] == 8080
+    assert (
+        stored["settings"]["env"] == {"MODE": "green"} and "external_port" not in stored["settings"]
+    )
+    bad = client.post(
+        f"/app/templates/{template_id}",
+        data={"csrf_token": _form_csrf(edit), "name": "x", "image": "--bad", "internal_port": "80"},
+    )
+    assert bad.status_code == 422 and 'data-field="settings.image"' not in bad.text
+    assert client.get(f"/api/templates/{template_id}").json() == stored
+    res = client.patch(
+        f"/api/templates/{template_id}",
+        json={"name": "via-api"},
+        headers={"X-CSRF-Token": _form_csrf(edit)},
+    )
+    assert res.status_code == 200 and res.json()["name"] == "via-api"
+    res = client.post(
+        f"/app/templates/{template_id}/delete",
+        data={"csrf_token": _form_csrf(edit), "confirm": "yes"},
+        follow_redirects=False,
+    )
+    assert res.status_code == 303 and client.get("/api/templates").json() == []
