@@ -28,6 +28,7 @@ from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError, ValidationFailed, describe, field_errors
 from deploymate.core.ids import parse_id
 from deploymate.deps import AdminDep, CallerDep, DbDep, IdPath
+from deploymate.web import flash
 from deploymate.web.forms import refused
 from deploymate.web.render import render
 
@@ -143,7 +144,7 @@ async def update_user(user_id: IdPath, request: Request, me: AdminDep, db: DbDep
         user = await service.update_user(db, caller=me, user_id=user_id, change=change)
     except (ValidationError, DeployMateError) as exc:
         return await refused(db, exc, partial(_users_page, request, me, db))
-    return await _users_page(request, me, db, message=f"{user.username} updated.")
+    return flash.redirect("/app/users", f"{user.username} updated.")
 
 
 @router.post("/app/users/{user_id}/reset-password", response_class=HTMLResponse)
@@ -228,7 +229,7 @@ async def ask(
         await service.request_upgrade(db, caller=me, kind=body.kind, reason=body.reason)
     except (ValidationError, DeployMateError) as exc:
         return await refused(db, exc, partial(_upgrades_page, request, me, db))
-    return await _upgrades_page(request, me, db, message="Request sent to the admins.")
+    return flash.redirect("/app/upgrade-requests", "Request sent to the admins.")
 
 
 @router.post("/app/upgrade-requests/decide", response_class=HTMLResponse)

@@ -45,6 +45,9 @@ async def container_facts(executor: Executor, name: str) -> dict[str, Any]:
     return {"container": name, "exists": state is not None, **(asdict(state) if state else {})}
 
 
-async def log_tail(executor: Executor, name: str, tail: int) -> list[str]:
-    result = await executor.run(docker.logs(name, tail))
-    return [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line]
+async def log_tail(
+    executor: Executor, name: str, tail: int, *, timestamps: bool = False
+) -> list[str]:
+    result = await executor.run(docker.logs(name, tail, timestamps=timestamps))
+    lines = (line for line in (result.stdout + "\n" + result.stderr).splitlines() if line)
+    return [docker.readable_stamp(line) for line in lines] if timestamps else list(lines)

@@ -7,6 +7,7 @@ log and following the container log over the SSE endpoints of the JSON API).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from functools import partial
 from typing import Annotated, Any
@@ -37,6 +38,7 @@ from deploymate.jobs.models import Job
 from deploymate.servers import service as servers
 from deploymate.servers.models import Server
 from deploymate.servers.targets import may_use_control_host
+from deploymate.web import flash
 from deploymate.web.forms import number, pairs, refused
 from deploymate.web.render import pager, render
 
@@ -47,6 +49,7 @@ WORKFLOW = "/app/deployment-workflow"
 LOCAL = "local"  # the target select's value for the control host
 RESTART_POLICIES = ("unless-stopped", "always", "on-failure", "no")
 OPERATIONS = ("stop", "start", "restart", "delete")
+CONFIRMED = ("stop", "restart", "delete")  # interrupt the service: asked for twice
 LOG_LINES = 100
 TARGET_TIMEOUT = 15.0  # seconds for the live sections of a deployment's page
 ACTIVE_JOB = ("queued", "running")
@@ -191,19 +194,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+NOTHING_LIVE: dict[str, Any] = {
+    "health": None,
+    "health_error": None,
+    "diagnostics": None,
+    "diagnostics_error": None,
+    "logs": None,
+    "logs_error": None,
+}
+
+
 async def _live_sections(db: AsyncSession, context: AppContext, dep: Deployment) -> dict[str, Any]:
     """Health (a check now), diagnostics and the last log lines of the serving container.
 
     A failure (target unreachable, container gone) fills that section's error, never the page's.
     """
-    out: dict[str, Any] = {
-        "health": None,
-        "health_error": None,
-        "diagnostics": None,
-        "diagnostics_error": None,
-        "logs": None,
-        "logs_error": None,
-    }
+    out = dict(NOTHING_LIVE)
 
     def fail_all(message: str) -> dict[str, Any]:
         return {**out, "health_error": message, "diagnostics_error": message, "logs_error": message}
@@ -222,7 +228,7 @@ async def _live_sections(db: AsyncSession, context: AppContext, dep: Deployment)
         return out
     health, lines = await asyncio.gather(
         asyncio.wait_for(live.health_now(executor, name, dep), TARGET_TIMEOUT),
-        asyncio.wait_for(live.log_tail(executor, name, LOG_LINES), TARGET_TIMEOUT),
+        asyncio.wait_for(live.log_tail(executor, name, LOG_LINES, timestamps=True), TARGET_TIMEOUT),
         return_exceptions=True,
     )
     if isinstance(health, BaseException):
@@ -268,9 +274,13 @@ async def _detail_page(
     server = await db.get(Server, dep.server_id) if dep.server_id else None
     job = await _job_to_show(db, dep, request.query_params.get("job"), out.active_job_id)
     releases = [presenters.release_out(r) for r in await service.releases(db, dep=dep)]
+    starting = out.status == "deploying" and out.current_release is None
     base: dict[str, Any] = {
         "d": out,
         "status_class": STATUS_CLASS.get(out.status, ""),
+        "shown_status": "starting" if starting else out.status,
+        "starting": starting,
+        "watch_state": json.dumps(await service.state_of(db, dep.id)),
         "address": server.host if server else None,
         "releases": releases,
         "release_numbers": {r.id: r.number for r in releases},
@@ -278,7 +288,9 @@ async def _detail_page(
         "job": job,
         "job_live": job is not None and job.status in ACTIVE_JOB,
         "job_events": await jobs.events(db, job.id) if job else [],
-        "operations": OPERATIONS,
+        "operations": operations_for(out.status, out.current_release is not None),
+        "confirmed": CONFIRMED,
+        "served": service.SERVED,
         "log_lines": LOG_LINES,
         "settings_form": forms.to_form(service.snapshot(dep)),
         "restart_policies": RESTART_POLICIES,
@@ -286,7 +298,7 @@ async def _detail_page(
         "form": {},
         "error": None,
         "message": None,
-        **await _live_sections(db, context, dep),
+        **(NOTHING_LIVE if starting else await _live_sections(db, context, dep)),
     }
     return render(request, "deployment_detail.html", {**base, **extra}, me=me, status=status)
 
@@ -296,6 +308,20 @@ async def detail(
     deployment_id: IdPath, request: Request, me: CallerDep, db: DbDep, context: ContextDep
 ) -> Response:
     return await _detail_page(request, me, db, context, deployment_id)
+
+
+def operations_for(status: str, serving: bool) -> list[str]:
+    """The operations that make sense now: no Start on a running deployment, nothing but
+    Delete without a release that served."""
+    if status == "deleted":
+        return []
+    if not serving:
+        return ["delete"]
+    if status == "running":
+        return ["stop", "restart", "delete"]
+    if status == "stopped":
+        return ["start", "delete"]
+    return ["start", "restart", "delete"]
 
 
 def _after(deployment_id: int, job: Job) -> Response:
@@ -330,8 +356,11 @@ async def rollback(
     db: DbDep,
     context: ContextDep,
     release_id: Annotated[str, Form(max_length=20)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     try:
+        if confirm != "yes":
+            raise ValidationFailed("Tick the confirmation box to roll back.")
         wanted = parse_id(release_id) if release_id.strip() else None
         if release_id.strip() and wanted is None:
             raise ValidationFailed("must be a release id", field="release_id")
@@ -354,7 +383,7 @@ def _operation(kind: str) -> Any:
         confirm: Annotated[str, Form(max_length=10)] = "",
     ) -> Response:
         try:
-            if confirm != "yes":
+            if kind in CONFIRMED and confirm != "yes":
                 raise ValidationFailed(f"Tick the confirmation box to {kind} the deployment.")
             job = await service.operate(
                 db, context=context, caller=me, deployment_id=deployment_id, kind=kind
@@ -438,7 +467,7 @@ async def save_template(
     except (ValidationError, DeployMateError) as exc:
         page = partial(_detail_page, request, me, db, context, deployment_id)
         return await refused(db, exc, page, template_name=name)
-    return RedirectResponse(f"/app/templates?saved={template.id}", status_code=303)
+    return flash.redirect(f"/app/templates?edit={template.id}", f"Template {template.name} saved.")
 
 
 async def _templates_page(
@@ -448,17 +477,11 @@ async def _templates_page(
         {"id": t.id, "name": t.name, "settings": t.settings, "form": forms.to_form(t.settings)}
         for t in await service.list_templates(db, caller=me)
     ]
-    query = request.query_params
-    messages = {
-        "saved": "Template saved.",
-        "changed": "Template changed.",
-        "deleted": "Template deleted.",
-    }
     context: dict[str, Any] = {
         "templates": templates,
         "restart_policies": RESTART_POLICIES,
-        "editing": parse_id(query.get("edit")),
-        "message": next((m for k, m in messages.items() if k in query), None),
+        "editing": parse_id(request.query_params.get("edit")),
+        "message": None,
         "error": None,
         **extra,
     }
@@ -480,13 +503,13 @@ async def change_template(
         body = TemplateUpdate.model_validate(
             {"name": form.get("name", ""), "settings": forms.settings(form, blank_is_unset=False)}
         )
-        await service.update_template(
+        template = await service.update_template(
             db, caller=me, template_id=template_id, name=body.name, settings=body.settings
         )
     except (ValidationError, DeployMateError) as exc:
         page = partial(_templates_page, request, me, db)
         return await refused(db, exc, page, editing=template_id, edit_form=form)
-    return RedirectResponse("/app/templates?changed=1", status_code=303)
+    return flash.redirect("/app/templates", f"Template {template.name} saved.")
 
 
 @router.post("/app/templates/{template_id}/delete", response_class=HTMLResponse)
@@ -503,4 +526,4 @@ async def delete_template(
         await service.delete_template(db, caller=me, template_id=template_id)
     except DeployMateError as exc:
         return await refused(db, exc, partial(_templates_page, request, me, db))
-    return RedirectResponse("/app/templates?deleted=1", status_code=303)
+    return flash.redirect("/app/templates", "Template deleted.")

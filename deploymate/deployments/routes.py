@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.core.caller import Caller
+from deploymate.core.db import utcnow
 from deploymate.core.ids import parse_id
 from deploymate.deployments import live, ports, presenters, service
 from deploymate.deployments.schemas import (
@@ -220,11 +221,23 @@ async def logs(
     context: ContextDep,
     tail: Annotated[int, Query(ge=1, le=10_000)] = 200,
     follow: bool = False,
-) -> dict[str, Any] | StreamingResponse:
+    timestamps: bool = False,
+    download: bool = False,
+) -> dict[str, Any] | Response:
+    """The serving container's last lines (`timestamps`: each with its UTC time; `download`:
+    as a text file), or with `follow` a stream of them as they come."""
     dep = await service.get(db, caller=me, deployment_id=deployment_id)
     executor, name = await live.serving(db, context=context, dep=dep)
+    if download:
+        lines = await live.log_tail(executor, name, tail, timestamps=timestamps)
+        stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+        return PlainTextResponse(
+            "".join(f"{line}\n" for line in lines),
+            headers={"Content-Disposition": f'attachment; filename="{dep.name}-{stamp}.log"'},
+        )
     if not follow:
-        return {"container": name, "lines": await live.log_tail(executor, name, tail)}
+        lines = await live.log_tail(executor, name, tail, timestamps=timestamps)
+        return {"container": name, "lines": lines}
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1000)
 
     async def on_line(line: str) -> None:
@@ -232,7 +245,8 @@ async def logs(
 
     async def produce() -> None:
         try:
-            await executor.run(docker.logs(name, tail, follow=True), on_line=on_line)
+            command = docker.logs(name, tail, follow=True, timestamps=timestamps)
+            await executor.run(command, on_line=on_line)
         finally:
             await queue.put(None)
 
@@ -250,11 +264,43 @@ async def logs(
                 if line is None:
                     yield sse.event("end", {"container": name})
                     return
-                yield sse.event("log", {"line": line})
+                yield sse.event(
+                    "log", {"line": docker.readable_stamp(line) if timestamps else line}
+                )
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    return sse.response(stream())
+
+
+WATCH_SECONDS = 1.0
+KEEP_ALIVE_SECONDS = 15.0
+
+
+@router.get("/{deployment_id}/watch")
+async def watch(
+    deployment_id: IdPath, request: Request, db: DbDep, me: CallerDep, context: ContextDep
+) -> StreamingResponse:
+    """The deployment's state (status, its message, the serving release, the running job) now
+    and each time it changes, for a page that keeps itself up to date."""
+    await service.get(db, caller=me, deployment_id=deployment_id)
+
+    async def stream() -> AsyncIterator[str]:
+        last: dict[str, Any] | None = None
+        quiet = 0.0
+        while not await request.is_disconnected():
+            async with context.sessions() as session:
+                state = await service.state_of(session, deployment_id)
+            if state != last:
+                yield sse.event("state", state)
+                last, quiet = state, 0.0
+            elif quiet >= KEEP_ALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(WATCH_SECONDS)
+            quiet += WATCH_SECONDS
 
     return sse.response(stream())
 

@@ -43,6 +43,8 @@ NULLABLE = ("command", "memory_limit", "cpu_limit")
 # A job's payload says whether its image may come from the control host's Docker: decided from
 # the caller's rights when the job is queued, since the worker acts for nobody in particular.
 STREAM_FROM_CONTROL = "stream_from_control"
+# The states of a release that passed its health gate and served (the ones to roll back to).
+SERVED = ("succeeded", "rolled_back")
 
 
 # --- access --------------------------------------------------------------------------------
@@ -209,6 +211,7 @@ async def _queue(
         release_id=release.id if release else None,
         created_by=caller.username,
         payload={STREAM_FROM_CONTROL: may_use_control_host(context.settings, caller)},
+        deployment_name=dep.name,
     )
     _activity(db, dep, caller.username, kind, message, job.id)
     await audit.record(
@@ -241,12 +244,32 @@ async def _live(
         require_control_host(context.settings, caller)
     lock = await jobs.lock_of(db, dep.id)
     if lock is not None and lock.expires_at > await jobs.db_now(db):
-        raise Conflict(
-            f"deployment {dep.name} is busy ({lock.holder} holds its lock); try again when "
-            "it finishes",
-            code="deployment_locked",
-        )
+        raise await jobs.busy(db, dep.id, dep.name, lock.holder)
     return dep
+
+
+async def state_of(db: AsyncSession, deployment_id: int) -> dict[str, Any]:
+    """What a watching page compares to know it is out of date: the state, its message, the
+    serving release and the latest job with its status (a job that starts or ends, even
+    between two looks, changes them)."""
+    dep = await db.get(Deployment, deployment_id, populate_existing=True)
+    if dep is None:
+        return {"status": "deleted"}
+    latest = (
+        await db.execute(
+            select(Job.id, Job.status)
+            .where(Job.deployment_id == deployment_id)
+            .order_by(Job.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return {
+        "status": dep.status,
+        "message": dep.status_message,
+        "release_id": dep.current_release_id,
+        "job_id": latest.id if latest else None,
+        "job_status": latest.status if latest else None,
+    }
 
 
 async def _template_settings(db: AsyncSession, caller: Caller, template_id: int) -> dict[str, Any]:
@@ -384,12 +407,18 @@ async def _rollback_target(db: AsyncSession, dep: Deployment, release_id: int | 
         target = await db.get(Release, release_id)
         if target is None or target.deployment_id != dep.id:
             raise ValidationFailed(f"no release {release_id} of {dep.name}", field="release_id")
+        if target.status not in SERVED:
+            raise ValidationFailed(
+                f"release {target.number} of {dep.name} never served (it {target.status}); "
+                "roll back to a release that passed its health check",
+                field="release_id",
+            )
         return target
     stmt = (
         select(Release)
         .where(
             Release.deployment_id == dep.id,
-            Release.status.in_(("succeeded", "rolled_back")),
+            Release.status.in_(SERVED),
             Release.id != (dep.current_release_id or 0),
         )
         .order_by(Release.id.desc())

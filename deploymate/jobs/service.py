@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.core.errors import Conflict, NotFound
+from deploymate.core.ids import parse_id
 from deploymate.jobs.models import DeployLock, Job, JobEvent
 
 ACTIVE = ("queued", "running")
@@ -31,6 +32,23 @@ async def db_now(db: AsyncSession) -> datetime:
 
 def lock_holder(job_id: int) -> str:
     return f"job:{job_id}"
+
+
+async def busy(db: AsyncSession, deployment_id: int, name: str, holder: str | None) -> Conflict:
+    """The 409 for a deployment whose lock is held: which job holds it and who started it."""
+    job_id = parse_id(holder.removeprefix("job:")) if holder else None
+    job = await db.get(Job, job_id) if job_id is not None else None
+    if job is None:
+        what = f"its lock is held by {holder or 'another job'}"
+    else:
+        who = f"started by {job.created_by}" if job.created_by else "started by DeployMate"
+        since = job.started_at or job.created_at
+        what = f"job #{job.id} ({job.kind}, {who} at {since:%H:%M:%S} UTC) is {job.status}"
+    return Conflict(
+        f"{name} is busy: {what}. Try again when it ends; if it is stuck, an admin can "
+        "release the deployment's lock.",
+        code="deployment_locked",
+    )
 
 
 async def acquire_lock(db: AsyncSession, deployment_id: int, holder: str) -> bool:
@@ -90,6 +108,7 @@ async def enqueue(
     created_by: str | None,
     payload: dict[str, object] | None = None,
     lock: bool = True,
+    deployment_name: str | None = None,
 ) -> Job:
     """Add a job in the caller's transaction; with `lock`, the deployment's lock is taken first."""
     job = Job(
@@ -107,12 +126,8 @@ async def enqueue(
         and not await acquire_lock(db, deployment_id, lock_holder(job.id))
     ):
         current = await lock_of(db, deployment_id)
-        holder = current.holder if current else "another job"
-        raise Conflict(
-            f"deployment {deployment_id} is busy ({holder} holds its lock); try again when "
-            "it finishes",
-            code="deployment_locked",
-        )
+        name = f"deployment {deployment_id}" if deployment_name is None else deployment_name
+        raise await busy(db, deployment_id, name, current.holder if current else None)
     db.add(JobEvent(job_id=job.id, message=f"queued: {kind}"))
     return job
 

@@ -17,6 +17,7 @@ from deploymate.deps import AdminDep, CallerDep, ContextDep, DbDep, IdPath, Sett
 from deploymate.notifications import service
 from deploymate.notifications.guard import mask_url
 from deploymate.notifications.models import WebhookDelivery
+from deploymate.web import flash
 from deploymate.web.forms import refused, truthy
 from deploymate.web.render import render
 
@@ -143,7 +144,9 @@ async def _webhooks_page(
         if match is not None:
             rows = await service.list_deliveries(db, webhook_id=history_id, limit=100)
             deliveries, history_name = [_delivery(r) for r in rows], str(match["name"])
-    created = request.query_params.get("created", "")
+    editing = parse_id(str(context.pop("editing", None) or request.query_params.get("edit", "")))
+    if editing is not None and not any(h["id"] == editing for h in hooks):
+        editing = None
     base: dict[str, Any] = {
         "hooks": hooks,
         "events": service.SUBSCRIBABLE,
@@ -156,8 +159,10 @@ async def _webhooks_page(
         "history_name": history_name,
         "form": {"events": []},
         "error": None,
-        "message": "Webhook created." if parse_id(created) else None,
+        "message": None,
         "test_result": None,
+        "editing": editing,
+        "edit_form": None,
     }
     return render(request, "webhooks.html", {**base, **context}, me=me, status=status)
 
@@ -182,7 +187,35 @@ async def create(request: Request, me: AdminDep, db: DbDep, settings: SettingsDe
         )
     except DeployMateError as exc:
         return await refused(db, exc, partial(_webhooks_page, request, me, db, settings), form=form)
-    return RedirectResponse(f"{WEBHOOKS}?created={hook.id}", status_code=303)
+    return flash.redirect(WEBHOOKS, f"Webhook {hook.name} created.")
+
+
+@router.post(f"{WEBHOOKS}/{{webhook_id}}", response_class=HTMLResponse)
+async def edit(
+    webhook_id: IdPath, request: Request, me: AdminDep, db: DbDep, settings: SettingsDep
+) -> Response:
+    """Name, events and state; the URL only when a new one is typed (the stored one is never
+    sent back, it may hold a token)."""
+    raw = await request.form()
+    name, url = str(raw.get("name") or ""), str(raw.get("url") or "").strip()
+    events = [str(e) for e in raw.getlist("events") if isinstance(e, str)]
+    enabled = truthy(str(raw.get("enabled") or ""))
+    form = {"name": name, "url": url, "events": events, "enabled": enabled}
+    try:
+        hook = await service.update_webhook(
+            db,
+            settings=settings,
+            caller=me,
+            webhook_id=webhook_id,
+            name=name,
+            url=url or None,
+            events=events,
+            enabled=enabled,
+        )
+    except DeployMateError as exc:
+        page = partial(_webhooks_page, request, me, db, settings)
+        return await refused(db, exc, page, editing=webhook_id, edit_form=form)
+    return flash.redirect(WEBHOOKS, f"Webhook {hook.name} saved.")
 
 
 @router.post(f"{WEBHOOKS}/{{webhook_id}}/enabled", response_class=HTMLResponse)
@@ -201,7 +234,7 @@ async def set_enabled(
     except DeployMateError as exc:
         return await refused(db, exc, partial(_webhooks_page, request, me, db, settings))
     state = "enabled" if hook.enabled else "disabled"
-    return await _webhooks_page(request, me, db, settings, message=f"Webhook {hook.name} {state}.")
+    return flash.redirect(WEBHOOKS, f"Webhook {hook.name} {state}.")
 
 
 @router.post(f"{WEBHOOKS}/{{webhook_id}}/test", response_class=HTMLResponse)
@@ -249,4 +282,4 @@ async def delete(
         await service.delete_webhook(db, caller=me, webhook_id=webhook_id)
     except DeployMateError as exc:
         return await refused(db, exc, partial(_webhooks_page, request, me, db, settings))
-    return await _webhooks_page(request, me, db, settings, message="Webhook deleted.")
+    return flash.redirect(WEBHOOKS, "Webhook deleted.")

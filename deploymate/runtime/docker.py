@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,11 +126,21 @@ def restart(name: str, seconds: int = 10) -> Command:
     return Command.of("docker", "restart", "--time", str(seconds), "--", name, timeout=seconds + 60)
 
 
-def logs(name: str, tail: int, follow: bool = False) -> Command:
+def logs(name: str, tail: int, follow: bool = False, timestamps: bool = False) -> Command:
     argv = ["docker", "logs", "--tail", str(tail)]
     if follow:
         argv.append("--follow")
+    if timestamps:
+        argv.append("--timestamps")
     return Command(tuple([*argv, "--", name]), timeout=3600 if follow else 30, merge_stderr=True)
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?Z ")
+
+
+def readable_stamp(line: str) -> str:
+    """`docker logs --timestamps` writes nanoseconds; people read seconds, in UTC."""
+    return _STAMP.sub(r"\1 \2 ", line, count=1)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from deploymate.core.ids import parse_id
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
 from deploymate.servers import checks, presenters, service
 from deploymate.servers.schemas import HostPort, ServerCreate, ServerUpdate
+from deploymate.web import flash
 from deploymate.web.forms import number, refused
 from deploymate.web.render import pager, render
 
@@ -189,7 +190,7 @@ async def pin(
         )
     except DeployMateError as exc:
         return await refused(db, exc, partial(_page, request, me, db, context))
-    return await _page(request, me, db, context, message="Host key pinned.")
+    return flash.redirect(PAGE, "Host key pinned.")
 
 
 @router.post(f"{PAGE}/{{server_id}}/test", response_class=HTMLResponse)
@@ -238,4 +239,4 @@ async def delete(
         await service.delete(db, context=context, caller=me, server_id=server_id)
     except DeployMateError as exc:
         return await refused(db, exc, partial(_page, request, me, db, context))
-    return await _page(request, me, db, context, message="Server deleted.")
+    return flash.redirect(PAGE, "Server deleted.")

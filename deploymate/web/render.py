@@ -13,6 +13,7 @@ from starlette.routing import Match
 from deploymate import __version__
 from deploymate.core import tokens
 from deploymate.core.caller import Caller
+from deploymate.web import flash
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -69,7 +70,8 @@ def render(
     status: int = 200,
 ) -> Response:
     """A page; `me` is who is signed in (None on the login page)."""
-    notice = NOTICES.get(request.query_params.get("notice", ""))
+    flashed = flash.waiting(request) if me is not None else None
+    notice = flashed or NOTICES.get(request.query_params.get("notice", ""))
     full = {
         "me": me,
         "nav": _nav(request, me),
@@ -81,6 +83,8 @@ def render(
     templates: Jinja2Templates = request.app.state.templates
     response = templates.TemplateResponse(request, template, full, status_code=status)
     response.headers["cache-control"] = "no-store"
+    if flashed:
+        flash.forget(response)
     return response
 
 

@@ -14,6 +14,7 @@ from deploymate.app import create_app
 from deploymate.auth.models import User
 from deploymate.core.caller import Caller
 from deploymate.deployments import presenters, service
+from deploymate.deployments.models import Deployment
 from tests.api.test_console import _console_login, _form_csrf
 from tests.conftest import ADMIN_PASSWORD, make_settings
 from tests.support.api import create_user, login, run_in_app
@@ -358,10 +359,9 @@ def test_templates_are_saved_listed_renamed_edited_and_deleted(client: TestClien
         follow_redirects=False,
     )
     assert res.status_code == 303 and res.headers["location"].startswith("/app/templates")
-    listing = client.get("/app/templates")
-    assert (
-        "web-base" in listing.text and "Template saved." in client.get(res.headers["location"]).text
-    )
+    listing = client.get(res.headers["location"])
+    assert "web-base" in listing.text and "Template web-base saved." in listing.text
+    assert "Template web-base saved." not in client.get("/app/templates").text  # said once
     template_id = client.get("/api/templates").json()[0]["id"]
     edit = client.get(f"/app/templates?edit={template_id}").text
     assert 'data-testid="template-form"' in edit and "API_TOKEN" not in edit
@@ -401,3 +401,45 @@ def test_templates_are_saved_listed_renamed_edited_and_deleted(client: TestClien
         follow_redirects=False,
     )
     assert res.status_code == 303 and client.get("/api/templates").json() == []
+
+
+def test_a_failed_first_release_offers_only_delete_and_no_rollback(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _ = _create_local(client, "never-served")
+    page = client.get(f"/deployments/{dep_id}").text
+    assert 'data-testid="op-delete"' in page
+    for op in ("start", "stop", "restart"):
+        assert f'data-testid="op-{op}"' not in page, op
+    assert 'data-testid="rollback-1"' not in page  # release 1 never served
+    assert 'data-confirm-name="never-served"' in page  # delete wants the name typed
+    release = client.get(f"/api/deployments/{dep_id}/releases").json()[0]
+    csrf = _form_csrf(page)
+    res = client.post(
+        f"/api/deployments/{dep_id}/rollback",
+        json={"release_id": release["id"]},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert res.status_code == 422 and "never served" in res.json()["detail"], res.text
+    # The console asks before a rollback too: without the box ticked nothing is queued.
+    res = client.post(
+        f"/deployments/{dep_id}/rollback", data={"csrf_token": csrf, "release_id": release["id"]}
+    )
+    assert res.status_code == 422 and "confirmation box to roll back" in res.text
+
+
+def test_a_first_deploy_in_progress_shows_starting_not_errors(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _ = _create_local(client, "first-time")
+
+    async def deploying(db: AsyncSession) -> None:
+        dep = await db.get(Deployment, dep_id)
+        assert dep is not None
+        dep.status, dep.status_message, dep.current_release_id = "deploying", None, None
+        await db.commit()
+
+    run_in_app(client, deploying)
+    page = client.get(f"/deployments/{dep_id}").text
+    assert re.search(r'data-testid="status">starting<', page)
+    assert 'data-testid="starting"' in page
+    for section in ("health-error", "diagnostics-error", "logs-error"):
+        assert f'data-testid="{section}"' not in page, section

@@ -425,18 +425,39 @@ def test_console_pages(admin: TestClient) -> None:
     )
     assert res.status_code == 303, res.text
     page = admin.get(res.headers["location"])
-    assert "Webhook created." in page.text and f"127.0.0.1:{port}/…zz99" in page.text
+    assert "Webhook ops created." in page.text and f"127.0.0.1:{port}/…zz99" in page.text
     assert SECRET not in page.text
+    assert "Webhook ops created." not in admin.get("/app/webhooks").text  # said once
     hook_id = admin.get("/api/admin/webhooks").json()[0]["id"]
     res = admin.post(
         f"/app/webhooks/{hook_id}/enabled", data={"csrf_token": csrf, "enabled": "false"}
     )
-    assert res.status_code == 200 and "disabled" in res.text
+    assert res.status_code == 200 and "Webhook ops disabled." in res.text
+    assert res.history and res.history[0].status_code == 303  # a reload repeats nothing
     assert not admin.get(f"/api/admin/webhooks/{hook_id}").json()["enabled"]
+
+    # Editing: the stored URL is never sent back; left empty it stays.
+    edit = admin.get(f"/app/webhooks?edit={hook_id}")
+    assert 'data-testid="webhook-edit-form"' in edit.text and SECRET not in edit.text
+    res = admin.post(
+        f"/app/webhooks/{hook_id}",
+        data={"csrf_token": csrf, "name": "ops-2", "url": "", "events": ["deploy.succeeded"]},
+    )
+    assert res.status_code == 200 and "Webhook ops-2 saved." in res.text
+    hook = admin.get(f"/api/admin/webhooks/{hook_id}").json()
+    assert hook["name"] == "ops-2" and hook["events"] == ["deploy.succeeded"]
+    assert hook["url"].endswith("…zz99") and not hook["enabled"]
+    res = admin.post(
+        f"/app/webhooks/{hook_id}",
+        data={"csrf_token": csrf, "name": "ops-3", "url": "ftp://x", "events": []},
+    )
+    assert res.status_code == 422 and 'data-testid="webhook-edit-form"' in res.text
+    assert 'data-field="url"' in res.text or 'data-field="events"' in res.text
+    assert admin.get(f"/api/admin/webhooks/{hook_id}").json() == hook  # nothing saved
     res = admin.get(f"/app/webhooks?history={hook_id}")
     assert res.status_code == 200 and "Nothing sent yet." in res.text
     res = admin.post(f"/app/webhooks/{hook_id}/delete", data={"csrf_token": csrf})
     assert res.status_code == 422 and "confirmation" in res.text
     res = admin.post(f"/app/webhooks/{hook_id}/delete", data={"csrf_token": csrf, "confirm": "yes"})
-    assert res.status_code == 200 and "Webhook deleted." in res.text
+    assert res.status_code == 200 and "Webhook deleted." in res.text and res.history
     assert admin.get("/api/admin/webhooks").json() == []

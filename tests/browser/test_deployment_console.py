@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Dialog, Page, expect
 
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_console_shell import sign_in
@@ -29,7 +30,7 @@ def _register(server: RunningServer, host: LabHost, name: str) -> int:
 
 
 def _wait_for_job(page: Page, sse_paths: list[str]) -> None:
-    """The page streams the job's log, then reloads itself; wait for the reloaded page."""
+    """The page streams the job's log, then swaps in the sections the job changed."""
     expect(page.get_by_test_id("job-log")).to_contain_text("job succeeded", timeout=JOB_TIMEOUT)
     expect(page.locator('[data-testid="job"][data-job-live="false"]')).to_be_attached(
         timeout=JOB_TIMEOUT
@@ -108,8 +109,19 @@ def test_deploy_redeploy_roll_back_and_stop_in_the_console(
     expect(page.get_by_test_id("serving-release")).to_contain_text("dm-test/web:v2")
     assert fetch(lab_host.address, port) == "v2"
 
-    # 5. roll back to release 1 with its own button
+    # 5. roll back to release 1 with its own button, after saying yes to the question
     release_one = page.locator('[data-testid="release-row"][data-release="1"]')
+    questions: list[str] = []
+
+    def answer(dialog: Dialog, accept: bool) -> None:
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    release_one.get_by_role("button", name="Roll back").click()
+    assert questions and "release #1" in questions[-1]
+    expect(page.get_by_test_id("serving-release")).to_contain_text("#2")  # nothing happened
+    page.once("dialog", lambda d: answer(d, True))
     release_one.get_by_role("button", name="Roll back").click()
     _wait_for_job(page, sse_paths)
     expect(page.get_by_test_id("serving-release")).to_contain_text("#3")
@@ -117,17 +129,47 @@ def test_deploy_redeploy_roll_back_and_stop_in_the_console(
     assert fetch(lab_host.address, port) == "v1"
     expect(page.get_by_test_id("activity")).to_contain_text("rollback to release 1")
 
-    # 6. stop needs the confirmation box (the browser refuses to submit without it)
+    # 6. stop asks first; a running deployment offers no Start
+    expect(page.get_by_test_id("op-start")).to_have_count(0)
     stop = page.get_by_test_id("op-stop")
+    page.once("dialog", lambda d: answer(d, False))
     stop.get_by_role("button", name="Stop").click()
-    expect(page).to_have_url(re.compile(r"/deployments/\d+(\?job=\d+)?$"))
+    assert "Stop console-web?" in questions[-1]
     expect(page.get_by_test_id("status")).to_have_text("running")
-    stop.get_by_label("confirm").check()
+    page.once("dialog", lambda d: answer(d, True))
     stop.get_by_role("button", name="Stop").click()
     _wait_for_job(page, sse_paths)
     expect(page.get_by_test_id("status")).to_have_text("stopped")
     assert fetch(lab_host.address, port) is None
     expect(page.get_by_test_id("health")).to_contain_text("not running")
+    expect(page.get_by_test_id("op-stop")).to_have_count(0)
+
+    # 7. a job started elsewhere (the API) updates the open page: no reload, no click
+    page.evaluate("window.__sameDocument = true")
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": running_server.admin_password},
+        ).json()["csrf_token"]
+        dep_id = detail_url.rsplit("/", 1)[1]
+        res = http.post(f"/api/deployments/{dep_id}/start", headers={"X-CSRF-Token": csrf})
+        assert res.status_code == 202, res.text
+    expect(page.get_by_test_id("status")).to_have_text("running", timeout=JOB_TIMEOUT)
+    expect(page.get_by_test_id("op-stop")).to_be_visible()
+    expect(page.get_by_test_id("op-start")).to_have_count(0)
+    expect(page.get_by_test_id("job")).to_contain_text("start")
+    assert page.evaluate("window.__sameDocument") is True  # the page was not reloaded
+    assert fetch(lab_host.address, port) == "v1"
+
+    # 8. the log has times and downloads as a file
+    page.goto(detail_url)
+    stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", re.M)
+    assert stamped.search(page.get_by_test_id("container-log").inner_text())
+    with page.expect_download() as download:
+        page.get_by_test_id("logs-download").click()
+    saved = Path(download.value.path()).read_text()
+    assert download.value.suggested_filename.startswith("console-web-")
+    assert stamped.search(saved), saved[:200]
 
     # the secret value is on no page, and the overview still works
     for url in (detail_url, f"{detail_url}?job=1", f"{running_server.url}/app"):

@@ -176,6 +176,9 @@ def test_concurrent_redeploys_never_run_together(
     refused = [a for a in answers if a.status_code == 409]
     assert len(accepted) == 1 and len(refused) == 3, [a.status_code for a in answers]
     assert refused[0].json()["code"] == "deployment_locked"
+    job_id = accepted[0].json()["job_id"]
+    # The refusal names the job that holds the deployment and who started it.
+    assert f"race is busy: job #{job_id} (deploy, started by admin" in refused[0].json()["detail"]
     assert wait_job(e2e_client, accepted[0].json()["job_id"])["status"] == "succeeded"
     serving = [c for c in _containers(lab_host, dep) if c["State"] == "running"]
     assert len(serving) == 1 and str(dep["external_port"]) in serving[0]["Ports"]

@@ -1,5 +1,7 @@
-// Live parts of a deployment's page: the job log and following the container log (SSE).
-// The page works without this file; it only replaces the server-rendered snapshots with streams.
+// Live parts of a deployment's page (SSE): the job log, following the container log, and the
+// page itself: when the deployment's state changes (a job starts or ends, the status moves), the
+// sections marked data-live are fetched again and swapped in place, without a reload. The page
+// works without this file; it only replaces the server-rendered snapshots with streams.
 (function () {
   "use strict";
 
@@ -36,8 +38,13 @@
     return "status-warn";
   }
 
+  var jobSource = null;
+  var following = false;
+  var shownJob = null;
+
   function followJob(section) {
     var id = section.getAttribute("data-job-id");
+    if (jobSource) jobSource.close();
     var pre = section.querySelector("[data-job-log]");
     var state = section.querySelector("[data-job-state]");
     var hint = section.querySelector("[data-job-hint]");
@@ -45,6 +52,7 @@
     if (hint) hint.textContent = "Following live.";
     var started = false;
     var source = new EventSource("/api/jobs/" + encodeURIComponent(id) + "/events");
+    jobSource = source;
     source.addEventListener("log", function (event) {
       if (!started) {
         pre.textContent = ""; // the stream replays the whole log from the start
@@ -60,11 +68,9 @@
         state.textContent = data.status || "finished";
         state.className = "pill " + stateClass(data.status);
       }
-      if (hint) hint.textContent = "Finished; refreshing the page…";
-      // Status, releases, health and logs changed with the job: show them from the server.
-      window.setTimeout(function () {
-        window.location.reload();
-      }, 800);
+      if (hint) hint.textContent = "Finished.";
+      // Status, releases, health and actions changed with the job: show them from the server.
+      refresh(id);
     });
     source.onerror = function () {
       if (source.readyState === EventSource.CLOSED && hint) {
@@ -84,6 +90,7 @@
     function stop(message) {
       if (source) source.close();
       source = null;
+      following = false;
       button.textContent = "Follow";
       button.setAttribute("aria-pressed", "false");
       if (note && message) note.textContent = message;
@@ -97,6 +104,7 @@
         return;
       }
       pre.textContent = "";
+      following = true;
       button.textContent = "Stop following";
       button.setAttribute("aria-pressed", "true");
       if (note) note.textContent = "Following the container log live.";
@@ -116,9 +124,80 @@
     });
   }
 
+  var refreshing = false;
+  var again = false;
+
+  // Fetch the page again and swap every data-live section; then follow the job it shows if
+  // that one is still running. `jobId` keeps showing the job that just ended.
+  function refresh(jobId) {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = true;
+    var url = window.location.pathname + (jobId ? "?job=" + encodeURIComponent(jobId) : "");
+    fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (res) {
+        if (!res.ok) throw new Error("HTTP " + res.status);
+        return res.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live]").forEach(function (old) {
+          var name = old.getAttribute("data-live");
+          if (name === "logs" && following) return; // a followed log keeps streaming
+          var next = fresh.querySelector('[data-live="' + name + '"]');
+          if (next) old.replaceWith(document.importNode(next, true));
+        });
+        document.dispatchEvent(new CustomEvent("dm:content"));
+        var follow = document.querySelector("[data-follow][hidden]");
+        if (follow && !following) setupFollow(follow);
+        var job = document.querySelector("[data-job-id][data-job-live='true']");
+        var id = job ? job.getAttribute("data-job-id") : null;
+        if (job && id !== shownJob) {
+          shownJob = id;
+          followJob(job);
+        }
+      })
+      .catch(function () {
+        /* the next state change tries again */
+      })
+      .then(function () {
+        refreshing = false;
+        if (again) {
+          again = false;
+          refresh(currentJob());
+        }
+      });
+  }
+
+  function currentJob() {
+    var job = document.querySelector("[data-job-id]");
+    return job ? job.getAttribute("data-job-id") : null;
+  }
+
+  function watch(head) {
+    var url = head.getAttribute("data-watch");
+    var known = head.getAttribute("data-watch-state") || "";
+    if (!url || !window.EventSource || !window.fetch || !window.DOMParser) return;
+    var source = new EventSource(url);
+    source.addEventListener("state", function (event) {
+      var state = parse(event);
+      var text = JSON.stringify(state);
+      if (known && text === JSON.stringify(JSON.parse(known))) return;
+      known = text;
+      refresh(state.job_id || currentJob()); // the latest job: the one worth showing
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var job = document.querySelector("[data-job-id][data-job-live='true']");
-    if (job) followJob(job);
+    if (job) {
+      shownJob = job.getAttribute("data-job-id");
+      followJob(job);
+    }
+    var head = document.querySelector("[data-watch]");
+    if (head) watch(head);
     var follow = document.querySelector("[data-follow]");
     if (follow) setupFollow(follow);
   });
