@@ -37,6 +37,22 @@ def raise_for_error(response: httpx.Response) -> None:
     raise cls(detail, code=code)
 
 
+def unreachable(url: str, exc: httpx.HTTPError) -> str:
+    """A failed connection in words, with what to check."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        return (
+            f"nothing answers at {url}; check the URL and that `deploymate serve` runs there "
+            "and listens on an address this machine can reach"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{url} did not answer in time; check the network, then try again"
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return f"{url} is not a URL DeployMate can use; write it like https://deploy.example.com"
+    return f"cannot reach {url}: {exc}"
+
+
 def client(base_url: str, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
     import httpx  # here, not at import: `deploymate --help` must start fast
 
@@ -51,6 +67,6 @@ def request(config: CliConfig, method: str, path: str, **kwargs: Any) -> Any:
         with client(config.url, config.token) as http:
             response = http.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
-        raise errors.Unavailable(f"cannot reach {config.url}: {exc}") from None
+        raise errors.Unavailable(unreachable(config.url, exc)) from None
     raise_for_error(response)
     return response.json() if response.content else None

@@ -1,16 +1,18 @@
-"""Control-host commands about servers: credentials, known_hosts and the inventory."""
+"""Commands about servers: the list through the API (from any machine); credentials,
+known_hosts and the inventory on the control host itself."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from deploymate.cli.common import CLI_CALLER, EnvFile, load_checked_settings, with_session
+from deploymate.cli.output import JsonOption, print_json
 from deploymate.core.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -19,10 +21,49 @@ if TYPE_CHECKING:
     from deploymate.servers.credentials import CredentialState
     from deploymate.servers.models import Server
 
+servers_app = typer.Typer(help="Servers you can deploy to.", no_args_is_help=True)
 credentials_app = typer.Typer(help="Server credential encryption.", no_args_is_help=True)
 known_hosts_app = typer.Typer(help="Prepare known_hosts entries for servers.", no_args_is_help=True)
 
 out = Console(soft_wrap=True)
+
+
+@servers_app.command("list")
+def list_servers(as_json: JsonOption = False) -> None:
+    """Every server you can see through the instance you logged in to: address, user, host
+    key, deployments and the last check."""
+    from deploymate.cli import api_client, config_file
+
+    config = config_file.load()
+    rows: list[dict[str, Any]] = []
+    while True:  # every page
+        page = api_client.request(
+            config, "GET", "/api/servers", params={"limit": 500, "offset": len(rows)}
+        )
+        rows.extend(page)
+        if len(page) < 500:
+            break
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "address", "user", "host key", "deployments", "last check", box=None)
+    for s in rows:
+        table.add_row(
+            s["name"],
+            f"{s['host']}:{s['port']}",
+            s["username"],
+            "pinned" if s["host_key"] else "NOT PINNED",
+            str(s["deployments"]),
+            _last_check(s["last_check_at"], s["last_check_ok"]),
+        )
+    out.print(table)
+    out.print(f"{len(rows)} server(s)")
+
+
+def _last_check(at: Any, ok: bool | None) -> str:
+    if at is None:
+        return "never"
+    return f"{'ok' if ok else 'FAILED'} {str(at)[:16].replace('T', ' ')}Z"
 
 
 @credentials_app.command("generate-key")
@@ -102,9 +143,9 @@ def known_hosts_prepare(
     out.print(f"wrote {len(keys)} key(s) for {pattern} to {output}")
 
 
-def inventory(env_file: EnvFile = None) -> None:
-    """Print every server of this instance (on the control host): name, purpose, address, user,
-    deployments and last check."""
+def inventory(env_file: EnvFile = None, as_json: JsonOption = False) -> None:
+    """Every server in this control host's database, read directly (run it on the control host;
+    from elsewhere use `deploymate servers list`)."""
     from deploymate.servers import service
 
     settings = load_checked_settings(env_file)
@@ -113,13 +154,26 @@ def inventory(env_file: EnvFile = None) -> None:
         return await service.inventory(session)
 
     rows = with_session(settings, listing)
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": server.name,
+                    "purpose": server.purpose,
+                    "host": server.host,
+                    "port": server.port,
+                    "username": server.username,
+                    "deployments": deployments,
+                    "last_check_at": server.last_check_at,
+                    "last_check_ok": server.last_check_ok,
+                }
+                for server, deployments in rows
+            ]
+        )
+        return
     table = Table("name", "purpose", "host", "user", "deployments", "last check", box=None)
     for server, deployments in rows:
-        if server.last_check_at is None:
-            check = "never"
-        else:
-            state = "ok" if server.last_check_ok else "FAILED"
-            check = f"{state} {server.last_check_at:%Y-%m-%d %H:%M}Z"
+        check = _last_check(server.last_check_at, server.last_check_ok)
         table.add_row(
             server.name,
             server.purpose,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.core.caller import Caller
 from deploymate.core.db import utcnow
+from deploymate.core.errors import DeployMateError
 from deploymate.core.ids import parse_id
 from deploymate.deployments import live, ports, presenters, service
 from deploymate.deployments.schemas import (
@@ -22,6 +23,7 @@ from deploymate.deployments.schemas import (
     DeploymentCreated,
     DeploymentOut,
     DeploymentUpdate,
+    ExecRequest,
     JobAccepted,
     JobOut,
     RedeployRequest,
@@ -39,6 +41,8 @@ from deploymate.servers.schemas import SuggestedPorts
 from deploymate.web import sse
 
 router = APIRouter(prefix="/api/deployments", tags=["deployments"])
+WATCH_SECONDS = 1.0  # how often a watched deployment's state is compared
+KEEP_ALIVE_SECONDS = 15.0  # a comment line on a quiet stream, so proxies keep it open
 templates_router = APIRouter(prefix="/api/templates", tags=["deployments"])
 jobs_router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 # Free public ports for a new deployment on a server: listed under the server's path.
@@ -275,8 +279,49 @@ async def logs(
     return sse.response(stream())
 
 
-WATCH_SECONDS = 1.0
-KEEP_ALIVE_SECONDS = 15.0
+@router.post("/{deployment_id}/exec")
+async def exec_command(
+    deployment_id: IdPath, body: ExecRequest, db: DbDep, me: CallerDep, context: ContextDep
+) -> StreamingResponse:
+    """Run a one-off command in the serving container: its output as `out` events, then `end`
+    with the exit code (audited: the program and the number of arguments)."""
+    dep = await service.may_exec(
+        db, context=context, caller=me, deployment_id=deployment_id, command=body.command
+    )
+    executor, name = await live.serving(db, context=context, dep=dep)
+    queue: asyncio.Queue[str | dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    async def on_line(line: str) -> None:
+        await queue.put(line)
+
+    async def produce() -> None:
+        try:
+            result = await executor.run(
+                docker.exec_in(name, body.command, body.timeout), on_line=on_line
+            )
+            await queue.put({"exit_code": result.exit_status})
+        except DeployMateError as exc:
+            await queue.put({"exit_code": None, "error": exc.detail})
+
+    async def stream() -> AsyncIterator[str]:
+        task = asyncio.create_task(produce())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if isinstance(item, dict):
+                    yield sse.event("end", item)
+                    return
+                yield sse.event("out", {"line": item})
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    return sse.response(stream())
 
 
 @router.get("/{deployment_id}/watch")

@@ -166,6 +166,14 @@ class DeploymentUpdate(BaseModel):
     labels: Labels | None = None
 
 
+class ExecRequest(BaseModel):
+    """A one-off command in the serving container, as an argument list (never a shell line)."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: Annotated[CommandLine, Field(min_length=1)]
+    timeout: float = Field(default=600, gt=0, le=3600, description="seconds")
+
+
 class RedeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: ImageRef | None = None

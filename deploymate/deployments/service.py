@@ -487,6 +487,30 @@ async def operate(
     return job
 
 
+async def may_exec(
+    db: AsyncSession, *, context: AppContext, caller: Caller, deployment_id: int, command: list[str]
+) -> Deployment:
+    """A one-off command is an operation: the caller must be able to operate the deployment.
+    The audit keeps the program and the number of arguments, not the arguments (they may hold
+    a password typed on the command line)."""
+    dep = await get(db, caller=caller, deployment_id=deployment_id)
+    if dep.status == "deleted":
+        raise Conflict(f"deployment {dep.name} was deleted", code="deleted")
+    if dep.server_id is None:
+        require_control_host(context.settings, caller)
+    await audit.record(
+        db,
+        caller=caller,
+        action="deployment.exec",
+        target_type="deployment",
+        target_id=dep.id,
+        details={"name": dep.name, "program": command[0][:200], "arguments": len(command) - 1},
+    )
+    _activity(db, dep, caller.username, "exec", f"ran {command[0][:200]} in the container")
+    await db.commit()
+    return dep
+
+
 async def force_unlock(db: AsyncSession, *, caller: Caller, deployment_id: int) -> bool:
     dep = await get(db, caller=caller, deployment_id=deployment_id)
     lock = await jobs.lock_of(db, dep.id)

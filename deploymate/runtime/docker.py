@@ -126,6 +126,13 @@ def restart(name: str, seconds: int = 10) -> Command:
     return Command.of("docker", "restart", "--time", str(seconds), "--", name, timeout=seconds + 60)
 
 
+def exec_in(name: str, argv: Sequence[str], timeout: float) -> Command:
+    """A one-off command in a running container; its output, stderr included, streamed."""
+    return Command(
+        ("docker", "exec", "--", name, *argv), timeout=timeout, check=False, merge_stderr=True
+    )
+
+
 def logs(name: str, tail: int, follow: bool = False, timestamps: bool = False) -> Command:
     argv = ["docker", "logs", "--tail", str(tail)]
     if follow:

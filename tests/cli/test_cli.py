@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -35,16 +36,64 @@ def run_all(
         return list(pool.map(lambda call: run(*call), calls))
 
 
-def test_help_everywhere() -> None:
-    commands = ([], ["db"], ["admin"], ["serve"], ["login"], ["admin", "create"], ["deploy"])
-    for args, res in zip(commands, run_all([([*a, "--help"], {}) for a in commands]), strict=True):
+def test_help_everywhere_names_values_not_python_types() -> None:
+    commands = (
+        [],
+        ["db"],
+        ["admin"],
+        ["serve"],
+        ["login"],
+        ["admin", "create"],
+        ["deploy"],
+        ["exec"],
+        ["logs"],
+        ["servers", "list"],
+        ["delete"],
+    )
+    env = {"COLUMNS": "160"}
+    answers = run_all([([*a, "--help"], env) for a in commands])
+    for args, res in zip(commands, answers, strict=True):
         assert res.returncode == 0 and "Usage" in res.stdout, args
+        for tag in ("<str>", "<int>", "<bool>", "<float>", "list[", "<path>", "{"):
+            assert tag not in res.stdout, (args, tag, res.stdout)
+    assert "Exit codes: 0 done, 1 failed, 2 usage or refused" in answers[0].stdout
+    assert "--health-retries" in answers[6].stdout and "SECONDS" in answers[6].stdout
 
 
 def test_version() -> None:
     from deploymate import __version__
 
     assert run(["version"], {}).stdout.strip() == f"deploymate {__version__}"
+    assert run(["--version"], {}).stdout.strip() == f"deploymate {__version__}"
+
+
+def test_usage_errors_exit_2_on_stderr_and_commands_need_a_login(tmp_path: Path) -> None:
+    env = {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "none.json")}
+    calls = [
+        (["deploy"], env),  # NAME missing
+        (["deploy", "web", "--port", "many"], env),
+        (["no-such-command"], env),
+        (["status", "web"], env),  # not logged in
+        (["servers", "list", "--json"], env),
+    ]
+    missing, bad_port, unknown, status, servers = run_all(calls)
+    for res in (missing, bad_port, unknown):
+        assert res.returncode == 2 and res.stdout == "" and res.stderr, res
+    assert "Invalid value for '--port'" in bad_port.stderr
+    for res in (status, servers):
+        assert res.returncode == 2 and res.stdout == "", res
+        assert "run `deploymate login --url URL` first" in res.stderr
+
+
+def test_an_unreachable_instance_is_said_in_words_and_exits_1(tmp_path: Path) -> None:
+    from tests.support.server import free_port
+
+    cfg = tmp_path / "cli.json"
+    url = f"http://127.0.0.1:{free_port()}"
+    cfg.write_text(json.dumps({"url": url, "token": "dm_x"}))
+    res = run(["status", "web"], {"DEPLOYMATE_CLI_CONFIG": str(cfg)})
+    assert res.returncode == 1 and res.stdout == ""
+    assert f"nothing answers at {url}" in res.stderr and "Errno" not in res.stderr
 
 
 def test_db_commands_and_admin_create(tmp_path: Path) -> None:
@@ -55,11 +104,11 @@ def test_db_commands_and_admin_create(tmp_path: Path) -> None:
     res = run(["admin", "create", "ops", "--role", "member", "--generate"], env)
     assert res.returncode == 0 and "temporary password" in res.stdout
     dup = run(["admin", "create", "ops", "--generate"], env)
-    assert dup.returncode == 1 and dup.stderr.startswith("error: username already taken")
+    assert dup.returncode == 2 and dup.stderr.startswith("error: username already taken")
     bad = run(["admin", "create", "bad;name", "--generate"], env)
     assert bad.returncode == 2 and "username" in bad.stderr and "Traceback" not in bad.stderr
     weak = run(["admin", "create", "weakling"], env, input_text="password1234\npassword1234\n")
-    assert weak.returncode == 1 and "too common" in weak.stderr
+    assert weak.returncode == 2 and "too common" in weak.stderr
 
 
 def test_bad_configuration_exits_non_zero_with_one_line(tmp_path: Path) -> None:
@@ -121,10 +170,10 @@ def test_login_stores_a_private_token_and_whoami_uses_it(
         ],
         {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "other.json")},
     )
-    assert wrong.returncode == 1 and "invalid username or password" in wrong.stderr
+    assert wrong.returncode == 2 and "invalid username or password" in wrong.stderr
     assert not (tmp_path / "other.json").exists()
     nobody = run(["whoami"], {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "none.json")})
-    assert nobody.returncode == 1 and "deploymate login" in nobody.stderr
+    assert nobody.returncode == 2 and "deploymate login" in nobody.stderr
 
 
 def test_worker_command_refuses_sqlite(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_create_writes_a_private_bundle_and_dry_run_prints_the_table(
     assert running_server.admin_password not in target.read_text()
 
     again = run(["backup", "create", str(target)], env)
-    assert again.returncode == 1 and "pass --force" in again.stderr
+    assert again.returncode == 2 and "pass --force" in again.stderr
     assert run(["backup", "create", str(target), "--force"], env).returncode == 0
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
@@ -104,14 +104,14 @@ def test_dry_run_exits_1_on_errors_and_bad_files(
     garbage = tmp_path / "garbage.json"
     garbage.write_text("this is not a bundle")
     res = run(["backup", "dry-run", str(garbage)], env)
-    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
         "error: the bundle is not valid JSON: Expecting value at line 1 column 1"
     ]
     truncated = tmp_path / "truncated.json"
     truncated.write_bytes(target.read_bytes()[:300])
     res = run(["backup", "dry-run", str(truncated)], env)
-    assert res.returncode == 1 and res.stderr.startswith("error: the bundle is truncated")
+    assert res.returncode == 2 and res.stderr.startswith("error: the bundle is truncated")
 
     missing = run(["backup", "dry-run", str(tmp_path / "nope.json")], env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
@@ -124,8 +124,8 @@ def test_members_cannot_create_or_check_bundles(
     env = _login(running_server, tmp_path / "cli.json", "cli.member", "cli-member-password-9")
     target = tmp_path / "backup.json"
     res = run(["backup", "create", str(target)], env)
-    assert res.returncode == 1 and "admin role required" in res.stderr
+    assert res.returncode == 2 and "admin role required" in res.stderr
     assert not target.exists()
     target.write_text("{}")
     res = run(["backup", "dry-run", str(target)], env)
-    assert res.returncode == 1 and "admin role required" in res.stderr
+    assert res.returncode == 2 and "admin role required" in res.stderr

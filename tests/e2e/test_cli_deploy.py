@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -82,8 +84,13 @@ def test_deploy_status_rollback_logs_from_the_cli(
     port = int(first.stdout.split("public port ")[1].split()[0])
     assert fetch(lab_host.address, port) == "v1"
 
+    # Each step shows its time; the run ends with the total.
+    assert re.search(r"^\s+\d+\.\ds  starting dm-cliweb-r1", first.stdout, re.M), first.stdout
+    assert re.search(r"deploy of cliweb succeeded in \d+\.\ds", first.stdout)
+
     broken = _cli(["deploy", "cliweb", "--image", "dm-test/crash:v1"], cfg)
-    assert broken.returncode == 1 and "deploy of cliweb failed" in broken.stdout
+    assert broken.returncode == 1 and "deploy of cliweb failed after" in broken.stderr
+    assert "deploy of cliweb failed" not in broken.stdout  # failures go to stderr
     assert fetch(lab_host.address, port) == "v1"
 
     upgraded = _cli(["deploy", "cliweb", "--image", "dm-test/web:v2"], cfg)
@@ -119,4 +126,157 @@ def test_deploy_status_rollback_logs_from_the_cli(
     finally:
         follower.kill()
     missing = _cli(["status", "nope"], cfg)
-    assert missing.returncode == 1 and "no deployment named nope" in missing.stderr
+    assert missing.returncode == 2 and "no deployment named nope" in missing.stderr
+    assert missing.stdout == ""
+
+
+def _login(cfg: Path, server: RunningServer) -> None:
+    args = ["login", "--url", server.url, "--username", "admin"]
+    res = _cli([*args, "--password", server.admin_password], cfg)
+    assert res.returncode == 0, res.stderr
+
+
+def test_every_deploy_option_reaches_an_existing_deployment(
+    tmp_path: Path, running_server: RunningServer, lab_host: LabHost, test_images: dict[str, str]
+) -> None:
+    cfg = tmp_path / "cli.json"
+    _login(cfg, running_server)
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        ).json()["csrf_token"]
+        res = http.post(
+            "/api/servers",
+            json=key_server(lab_host, "opt-box"),
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert res.status_code == 201, res.text
+
+    # Creating needs a place: no --server and no --local is refused (exit 2) before anything.
+    nowhere = _cli(["deploy", "optweb", "--image", "dm-test/web:v1"], cfg)
+    assert nowhere.returncode == 2 and "--server SERVER" in nowhere.stderr, nowhere.stderr
+    both = _cli(["deploy", "optweb", "--server", "opt-box", "--local"], cfg)
+    assert both.returncode == 2 and "give one" in both.stderr
+    unknown = _cli(["deploy", "optweb", "--image", "x:1", "--server", "nope"], cfg)
+    assert unknown.returncode == 2 and "deploymate servers list" in unknown.stderr
+
+    args = ["deploy", "optweb", "--server", "opt-box", "--image", "dm-test/web:v1"]
+    created = _cli([*args, "--health-path", "/version", "--health-interval", "0.3"], cfg)
+    assert created.returncode == 0, created.stdout + created.stderr
+    port = int(created.stdout.split("public port ")[1].split()[0])
+
+    new_port = port + 1 if port < 8999 else port - 1
+    changed = _cli(
+        [
+            "deploy",
+            "optweb",
+            "--port",
+            "8080",
+            "--env",
+            "PORT=8080",
+            "--external-port",
+            str(new_port),
+            "--secret-env",
+            "TOKEN=opt-secret-91",
+            "--label",
+            "team=core",
+            "--cmd",
+            "/bin/sh",
+            "--cmd",
+            "/start.sh",
+            "--restart-policy",
+            "always",
+            "--memory",
+            "256m",
+            "--cpus",
+            "0.5",
+            "--health-type",
+            "http",
+            "--health-path",
+            "/index.html",
+            "--health-status",
+            "200",
+            "--health-retries",
+            "7",
+            "--health-interval",
+            "0.4",
+            "--health-timeout",
+            "3",
+            "--health-start-period",
+            "0.1",
+        ],
+        cfg,
+    )
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "opt-secret-91" not in changed.stdout + changed.stderr
+    shown = _cli(["status", "optweb", "--json"], cfg)
+    assert shown.returncode == 0, shown.stderr
+    dep = json.loads(shown.stdout)["deployment"]
+    assert dep["internal_port"] == 8080 and dep["external_port"] == new_port
+    assert dep["env"] == {"PORT": "8080"} and dep["secret_env_keys"] == ["TOKEN"]
+    assert dep["labels"] == {"team": "core"} and dep["command"] == ["/bin/sh", "/start.sh"]
+    assert dep["restart_policy"] == "always" and dep["memory_limit"] == "256m"
+    assert dep["cpu_limit"] == 0.5
+    assert dep["health_check"] == {
+        "type": "http",
+        "path": "/index.html",
+        "expected_status": 200,
+        "retries": 7,
+        "interval": 0.4,
+        "timeout": 3.0,
+        "start_period": 0.1,
+    }
+    assert fetch(lab_host.address, new_port) == "v1" and fetch(lab_host.address, port) is None
+
+    # Only the given health option changes; the others stay as they were.
+    narrowed = _cli(["deploy", "optweb", "--health-retries", "9"], cfg)
+    assert narrowed.returncode == 0, narrowed.stderr
+    health = json.loads(_cli(["status", "optweb", "--json"], cfg).stdout)["deployment"]
+    assert health["health_check"]["retries"] == 9
+    assert health["health_check"]["path"] == "/index.html"
+
+    # Read commands speak JSON for scripts.
+    listed = json.loads(_cli(["deployments", "list", "--json"], cfg).stdout)
+    assert "optweb" in [d["name"] for d in listed]
+    servers = json.loads(_cli(["servers", "list", "--json"], cfg).stdout)
+    assert any(s["name"] == "opt-box" and s["deployments"] >= 1 for s in servers)
+    assert "opt-box" in _cli(["servers", "list"], cfg).stdout
+    lines = json.loads(_cli(["logs", "optweb", "--json", "--timestamps"], cfg).stdout)["lines"]
+    assert lines and re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", lines[0]), lines
+    assert json.loads(_cli(["whoami", "--json"], cfg).stdout)["username"] == "admin"
+    assert json.loads(_cli(["version", "--json"], cfg).stdout)["version"]
+
+    # A one-off command in the container, streamed; its failure is exit 1.
+    ran = _cli(["exec", "optweb", "--", "cat", "/www/version"], cfg)
+    assert ran.returncode == 0 and ran.stdout.strip() == "v1", ran.stdout + ran.stderr
+    failed = _cli(["exec", "optweb", "--", "sh", "-c", "echo oops >&2; exit 4"], cfg)
+    assert failed.returncode == 1 and "oops" in failed.stdout
+    assert "sh exited with status 4" in failed.stderr
+    injected = _cli(["exec", "optweb", "--", "echo", "$(id)", ";", "touch", "/tmp/pwned"], cfg)
+    assert injected.stdout.strip() == "$(id) ; touch /tmp/pwned"  # arguments, never a shell line
+    with httpx.Client(base_url=running_server.url) as http:
+        http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        )
+        audit = http.get("/api/admin/audit", params={"action": "deployment.exec"}).json()
+    programs = [(e["details"]["program"], e["details"]["arguments"]) for e in audit["items"]]
+    assert ("cat", 1) in programs and ("sh", 2) in programs
+    assert "oops" not in json.dumps(audit)  # arguments may hold secrets: never recorded
+
+    # stop, start, restart, delete (delete wants --yes without a terminal)
+    assert _cli(["stop", "optweb"], cfg).returncode == 0
+    assert fetch(lab_host.address, new_port) is None
+    again = _cli(["stop", "optweb"], cfg)
+    assert again.returncode in (0, 1)  # stopping a stopped container is harmless either way
+    assert _cli(["start", "optweb"], cfg).returncode == 0
+    assert fetch(lab_host.address, new_port) == "v1"
+    restarted = _cli(["restart", "optweb"], cfg)
+    assert restarted.returncode == 0 and "restart of optweb succeeded" in restarted.stdout
+    refused = _cli(["delete", "optweb"], cfg)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert fetch(lab_host.address, new_port) == "v1"
+    deleted = _cli(["delete", "optweb", "--yes"], cfg)
+    assert deleted.returncode == 0, deleted.stderr
+    assert fetch(lab_host.address, new_port) is None
+    gone = _cli(["status", "optweb"], cfg)
+    assert gone.returncode == 2 and "no deployment named optweb" in gone.stderr
