@@ -36,7 +36,7 @@ class ValidationFailed(DeployMateError):
     status = 422
 
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
-        super().__init__(f"{field}: {message}" if field else message, code=code)
+        super().__init__(f"{label(field)}: {message}" if field else message, code=code)
         self.field = field
         self.message = message
 
@@ -107,7 +107,26 @@ class FieldError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        return f"{label(self.field)}: {self.message}" if self.field else self.message
+
+
+# What people call a field where its API name is not already plain words.
+_LABELS = {
+    "env": "environment",
+    "secret_env": "secret environment",
+    "secret_env_remove": "secret environment to remove",
+    "cpu_limit": "CPU limit",
+    "server_id": "server",
+    "template_id": "template",
+    "release_id": "release",
+    "health_check": "health check",
+}
+
+
+def label(field: str) -> str:
+    """A field's dotted API name in words: `health_check.path` is "health check path"."""
+    parts = field.split(".")
+    return " ".join(_LABELS.get(p, p.replace("_", " ")) for p in parts)
 
 
 _LOCATIONS = ("body", "query", "path", "header", "form", "cookie")

@@ -78,24 +78,33 @@ async def state(executor: Executor, name: str) -> docker.ContainerState | None:
     return docker.parse_container((await executor.run(docker.inspect(name))).stdout)
 
 
+def _exit_of(current: docker.ContainerState | None) -> str | None:
+    """How a container stopped, in words; None while it runs."""
+    if current is None:
+        return "disappeared"
+    if current.running:
+        return None
+    if current.oom_killed:
+        return "was killed for lack of memory (raise its memory limit)"
+    return f"exited with status {current.exit_code}"
+
+
 async def verify(executor: Executor, name: str, plan: Plan, log: Log) -> Probe:
     """Health-check a container at its own address until it passes, fails or exits."""
     current = await state(executor, name)
-    if current is None or not current.ip_address:
-        return Probe(False, f"container {name} has no network address (exited at once?)")
+    if current is None or not current.running or not current.ip_address:
+        how = _exit_of(current) or "has no network address"
+        return Probe(False, f"the container {how} at once; its last log lines are in the job's log")
     ip = current.ip_address
 
     async def on_attempt(attempt: int, probe: Probe) -> None:
         if probe.ok or attempt == 1 or attempt % 5 == 0:
             await log(f"health {attempt}/{plan.health.retries}: {probe.detail}")
 
-    async def still_running() -> bool:
-        now = await state(executor, name)
-        return bool(now and now.running)
+    async def exited() -> str | None:
+        return _exit_of(await state(executor, name))
 
-    return await wait_healthy(
-        executor, ip, plan.internal_port, plan.health, on_attempt, still_running
-    )
+    return await wait_healthy(executor, ip, plan.internal_port, plan.health, on_attempt, exited)
 
 
 async def container_logs(executor: Executor, name: str) -> list[str]:

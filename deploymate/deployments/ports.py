@@ -26,17 +26,25 @@ def holds_port(status: str) -> bool:
     return status != RELEASED
 
 
-async def held(
+async def holders(
     db: AsyncSession, *, server_id: int | None, except_id: int | None = None
-) -> set[int]:
-    """External ports held by deployments on a target (None: the control host)."""
-    stmt = select(Deployment.external_port).where(Deployment.status != RELEASED)
+) -> dict[int, Deployment]:
+    """The deployments holding external ports on a target (None: the control host), by port."""
+    stmt = select(Deployment).where(Deployment.status != RELEASED)
     stmt = stmt.where(
         Deployment.server_id.is_(None) if server_id is None else Deployment.server_id == server_id
     )
     if except_id is not None:
         stmt = stmt.where(Deployment.id != except_id)
-    return {int(p) for (p,) in (await db.execute(stmt)).all() if p is not None}
+    rows = (await db.execute(stmt)).scalars()
+    return {int(d.external_port): d for d in rows if d.external_port is not None}
+
+
+async def held(
+    db: AsyncSession, *, server_id: int | None, except_id: int | None = None
+) -> set[int]:
+    """External ports held by deployments on a target (None: the control host)."""
+    return set(await holders(db, server_id=server_id, except_id=except_id))
 
 
 async def _listening(
@@ -57,20 +65,37 @@ async def choose(
     except_id: int | None = None,
 ) -> int:
     """The wanted external port if free on the target, else the first suggested one."""
-    taken = await held(db, server_id=server.id if server else None, except_id=except_id)
+    by_port = await holders(db, server_id=server.id if server else None, except_id=except_id)
+    taken = set(by_port)
     listening = set(await _listening(db, context, caller, server))
     if wanted is None:
         free = host_facts.suggest_ports(listening, taken, count=1)
         if not free:
-            raise ValidationFailed("no free port in 8000-8999 on the target", field="external_port")
+            raise ValidationFailed(
+                "no free port in 8000-8999 on the target; delete a deployment you no longer "
+                "need, or give a port outside that range",
+                field="external_port",
+            )
         return free[0]
-    if wanted in taken:
-        raise ValidationFailed(
-            f"{wanted} is held by another deployment on this target", field="external_port"
-        )
-    if wanted in listening or wanted in host_facts.RESERVED_PORTS:
-        raise ValidationFailed(f"{wanted} is already in use on the target", field="external_port")
+    if wanted in taken or wanted in listening or wanted in host_facts.RESERVED_PORTS:
+        holder = by_port.get(wanted)
+        if holder is None:
+            why = f"port {wanted} is already in use on the target (something listens on it)"
+        elif caller.owns(holder.owner_id):
+            why = f"port {wanted} is held by the deployment {holder.name} on this target"
+        else:
+            why = f"port {wanted} is held by another user's deployment on this target"
+        raise ValidationFailed(f"{why}; {_offer(listening, taken, wanted)}", field="external_port")
     return wanted
+
+
+def _offer(listening: set[int], taken: set[int], wanted: int) -> str:
+    """The next free port after the wanted one (or the first free one), as advice."""
+    after = host_facts.suggest_ports(listening, taken, start=wanted + 1, end=65535, count=1)
+    free = after or host_facts.suggest_ports(listening, taken, count=1)
+    if not free:
+        return "no port in 8000-8999 is free there"
+    return f"the next free port is {free[0]}, or leave the port empty for one to be chosen"
 
 
 async def suggest(

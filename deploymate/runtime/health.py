@@ -25,10 +25,20 @@ class HealthCheck:
     start_period: float = 0.0
 
 
+# A client error (404 Not Found, 401, 403, 405, ...) does not change while the app warms up:
+# repeated this many times in a row it ends the wait. 408 and 429 are about timing, not the path.
+SAME_ANSWER_STOPS = 3
+TRANSIENT_4XX = (408, 425, 429)
+
+Kind = Literal["ok", "refused", "timeout", "status", "garbage"]
+
+
 @dataclass(frozen=True)
 class Probe:
     ok: bool
     detail: str
+    kind: Kind = "ok"
+    status: int | None = None
 
 
 async def probe(executor: Executor, host: str, port: int, check: HealthCheck) -> Probe:
@@ -48,16 +58,51 @@ async def probe(executor: Executor, host: str, port: int, check: HealthCheck) ->
             finally:
                 writer.close()
     except TimeoutError:
-        return Probe(False, f"no answer within {check.timeout:g}s")
-    except (OSError, EOFError) as exc:
-        return Probe(False, f"connection failed: {exc}")
+        return Probe(False, f"no answer within {check.timeout:g}s", "timeout")
+    except (OSError, EOFError):
+        return Probe(False, f"nothing accepts connections on port {port}", "refused")
     parts = line.split(" ", 2)
     if len(parts) < 2 or not parts[1].isdigit():
-        return Probe(False, f"not an HTTP answer: {line[:80]!r}")
+        return Probe(False, f"not an HTTP answer on port {port}: {line[:80]!r}", "garbage")
     status = int(parts[1])
     if status != check.expected_status:
-        return Probe(False, f"HTTP {status} on {check.path}, expected {check.expected_status}")
-    return Probe(True, f"HTTP {status} on {check.path}")
+        detail = f"HTTP {status} on {check.path}, expected {check.expected_status}"
+        return Probe(False, detail, "status", status)
+    return Probe(True, f"HTTP {status} on {check.path}", "ok", status)
+
+
+def _deterministic(probe: Probe) -> bool:
+    return (
+        probe.kind == "status"
+        and probe.status is not None
+        and 400 <= probe.status < 500
+        and probe.status not in TRANSIENT_4XX
+    )
+
+
+def verdict(last: Probe, check: HealthCheck, port: int, attempts: int) -> str:
+    """Why the release is not healthy, and what to change, in the operator's words."""
+    if last.kind == "refused":
+        return (
+            f"the container answered on no port; is the app listening on port {port} inside "
+            f"the container? Set the internal port to the one it listens on ({attempts} "
+            "attempts)"
+        )
+    if _deterministic(last):
+        return (
+            f"HTTP {last.status} on {check.path} {attempts} times in a row (expected "
+            f"{check.expected_status}); does the app serve {check.path}? Change the health "
+            "check's path or expected status in the deployment's settings"
+        )
+    if last.kind == "timeout":
+        return (
+            f"no answer within {check.timeout:g}s, {attempts} times; if the app is slow to "
+            "start, raise the health check's start period, retries or timeout"
+        )
+    return (
+        f"unhealthy after {attempts} attempts: {last.detail}; check the app's last log lines in "
+        "the job's log and the health check in the deployment's settings"
+    )
 
 
 async def wait_healthy(
@@ -66,20 +111,29 @@ async def wait_healthy(
     port: int,
     check: HealthCheck,
     on_attempt: Callable[[int, Probe], Awaitable[None]] | None = None,
-    still_running: Callable[[], Awaitable[bool]] | None = None,
+    exited: Callable[[], Awaitable[str | None]] | None = None,
 ) -> Probe:
-    """Probe until healthy or out of retries; stops early when the container has exited."""
+    """Probe until healthy or out of retries. Stops early when the container has exited
+    (`exited` says how) or the app gives the same client error SAME_ANSWER_STOPS times."""
     if check.start_period > 0:
         await asyncio.sleep(check.start_period)
-    last = Probe(False, "not checked")
+    last = Probe(False, "not checked", "garbage")
+    same = 0
     for attempt in range(1, check.retries + 1):
         started = time.monotonic()
-        last = await probe(executor, host, port, check)
+        current = await probe(executor, host, port, check)
+        same = same + 1 if _deterministic(current) and current == last else 1
+        last = current
         if on_attempt is not None:
             await on_attempt(attempt, last)
         if last.ok:
             return last
-        if still_running is not None and not await still_running():
-            return Probe(False, f"container exited ({last.detail})")
+        if exited is not None and (how := await exited()) is not None:
+            detail = (
+                f"the container {how} before it was healthy; see its last lines in the job's log"
+            )
+            return Probe(False, detail, "garbage")
+        if same >= SAME_ANSWER_STOPS:
+            return Probe(False, verdict(last, check, port, same), last.kind, last.status)
         await asyncio.sleep(max(0.0, check.interval - (time.monotonic() - started)))
-    return Probe(False, f"unhealthy after {check.retries} attempts: {last.detail}")
+    return Probe(False, verdict(last, check, port, check.retries), last.kind, last.status)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -97,17 +99,62 @@ async def scan_host_keys(host: str, port: int) -> list[ScannedKey]:
                 ScannedKey(algorithm, str(key.get_fingerprint("sha256")), f"{algorithm} {blob}")
             )
     if not found:
-        reason = _describe(errors[0]) if errors else "no host key offered"
+        reason = _describe(errors[0], host) if errors else "no host key offered"
         raise Unreachable(
             f"cannot read the host key of {host}:{port}: {reason}", step="reachability"
         )
     return found
 
 
-def _describe(exc: BaseException) -> str:
+_ERRNO_WORDS = {
+    errno.ECONNREFUSED: "nothing accepts connections on that port (is sshd running, on this port?)",
+    errno.EHOSTUNREACH: "there is no route to the host (is it up, on a network this machine "
+    "reaches?)",
+    errno.ENETUNREACH: "this machine has no route to that network (check the address)",
+    errno.ECONNRESET: "the connection was reset (a firewall, or the server closed it)",
+    errno.ETIMEDOUT: "no answer (the host is down, or a firewall drops the connection)",
+}
+
+
+def _describe(exc: BaseException, host: str = "") -> str:
+    """A connection failure in words, with what to check; no errno text."""
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return (
+            f"no answer within {CONNECT_TIMEOUT:g}s (the host is down, or a firewall drops the "
+            "connection)"
+        )
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"the name {host or 'of the host'} does not resolve (check its spelling, or use its IP)"
+        )
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_WORDS:
+        return _ERRNO_WORDS[exc.errno]
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     return str(exc) or type(exc).__name__
+
+
+def public_key_of(private_key: str, passphrase: str | None) -> tuple[str, str] | None:
+    """(algorithm, SHA256 fingerprint) of the public half of a private key, or None."""
+    try:
+        key = asyncssh.import_private_key(private_key, passphrase or None)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError):
+        return None
+    return key.get_algorithm(), str(key.get_fingerprint("sha256"))
+
+
+def _login_refused(target: SSHTarget) -> str:
+    who = f"{target.username}@{target.host}"
+    if target.private_key:
+        public = public_key_of(target.private_key, target.passphrase)
+        held = f"the public key {public[1]} ({public[0]})" if public else "the key's public half"
+        return (
+            f"{who} refused the login: check the user name and the key. The server must hold "
+            f"{held} in ~{target.username}/.ssh/authorized_keys."
+        )
+    return f"{who} refused the login: check the user name and the password."
 
 
 async def probe_tcp(host: str, port: int) -> None:
@@ -116,7 +163,7 @@ async def probe_tcp(host: str, port: int) -> None:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         raise Unreachable(
-            f"{host}:{port} is not reachable: {_describe(exc)}", step="reachability"
+            f"{host}:{port} is not reachable: {_describe(exc, host)}", step="reachability"
         ) from None
     writer.close()
     try:
@@ -156,12 +203,11 @@ async def connect(target: SSHTarget) -> asyncssh.SSHClientConnection:
             step="host_key",
         ) from None
     except asyncssh.PermissionDenied:
-        raise AuthenticationFailed(
-            f"authentication failed for {target.username}@{target.host}", step="authentication"
-        ) from None
+        raise AuthenticationFailed(_login_refused(target), step="authentication") from None
     except (OSError, TimeoutError) as exc:
         raise Unreachable(
-            f"{target.host}:{target.port} is not reachable: {_describe(exc)}", step="reachability"
+            f"{target.host}:{target.port} is not reachable: {_describe(exc, target.host)}",
+            step="reachability",
         ) from None
     except asyncssh.Error as exc:
         raise RuntimeFailure(f"SSH error with {target.host}: {exc.reason}", step="ssh") from None

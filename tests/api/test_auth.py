@@ -165,7 +165,7 @@ def test_password_policy_and_wrong_current_password(client: TestClient) -> None:
             json={"current_password": ADMIN_PASSWORD, "new_password": new},
         )
         assert res.status_code == 422, new
-        assert "new_password" in res.json()["detail"] and message in res.json()["detail"]
+        assert "new password" in res.json()["detail"] and message in res.json()["detail"]
     res = client.post(
         "/api/auth/change-password",
         headers=headers,

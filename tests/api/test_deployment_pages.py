@@ -163,7 +163,7 @@ def test_hostile_input_is_escaped_and_secrets_are_not_echoed(client: TestClient)
             "secret_env": f"OK=1\n{SECRET}",
         },
     )
-    assert res.status_code == 422 and "secret_env: line 2 is not KEY=VALUE" in res.text
+    assert res.status_code == 422 and "secret environment: line 2 is not KEY=VALUE" in res.text
     assert SECRET not in res.text
 
     dep_id, job_id = _create_local(client, "escaped")
@@ -279,7 +279,7 @@ def test_a_refused_form_shows_each_reason_next_to_its_field(client: TestClient) 
     data.update(name="web", image=MISSING_IMAGE, health_path="/", external_port="22")
     res = client.post(WORKFLOW, data={**data, "csrf_token": _form_csrf(page.text)})
     assert res.status_code == 422
-    assert re.search(r'data-field="external_port">22 is already in use', res.text), res.text
+    assert re.search(r'data-field="external_port">port 22 is already in use', res.text), res.text
 
 
 def _settings_form(html: str) -> dict[str, str]:

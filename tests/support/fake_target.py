@@ -14,6 +14,8 @@ from typing import Any
 from deploymate.runtime.errors import CommandFailed
 from deploymate.runtime.executor import ByteSource, Command, LineHandler, Result, finish
 
+REFUSED = -1  # a health status meaning: nothing listens
+
 
 @dataclass
 class FakeContainer:
@@ -27,12 +29,14 @@ class FakeContainer:
 
 @dataclass
 class FakeTarget:
-    """`health[image]`: the HTTP status its containers answer (None: they exit at once)."""
+    """`health[image]`: the HTTP status its containers answer (None: they exit at once;
+    REFUSED: they run but listen on no port)."""
 
     health: dict[str, int | None] = field(default_factory=dict)
     fail_run: set[str] = field(default_factory=set)  # container names whose `docker run` fails
     commands: list[tuple[str, ...]] = field(default_factory=list)
     containers: dict[str, FakeContainer] = field(default_factory=dict)
+    probes: int = 0  # health probes answered (or refused)
     _next_ip: int = 2
 
     def add(self, name: str, image: str, *, running: bool = True) -> FakeContainer:
@@ -69,10 +73,13 @@ class FakeTarget:
         return finish(command, status, stdout, stderr)
 
     async def open_connection(self, host: str, port: int) -> tuple[Any, Any]:
+        self.probes += 1
         found = next((c for c in self.containers.values() if c.ip == host), None)
         if found is None or not found.running:
             raise ConnectionRefusedError(f"{host}:{port}")
         status = self.health.get(found.image, 200)
+        if status == REFUSED:
+            raise ConnectionRefusedError(f"{host}:{port}")
         return _Reader(f"HTTP/1.0 {status} X\r\n".encode()), _Writer()
 
     # -- docker verbs
@@ -109,7 +116,11 @@ class FakeTarget:
             "Id": f"id-{found.name}",
             "Name": f"/{found.name}",
             "Image": f"sha256:{found.image}",
-            "State": {"Status": "running" if found.running else "exited", "Running": found.running},
+            "State": {
+                "Status": "running" if found.running else "exited",
+                "Running": found.running,
+                "ExitCode": 0 if found.running else 3,
+            },
             "NetworkSettings": {"Networks": {"bridge": {"IPAddress": found.ip or ""}}},
             "Config": {"Labels": found.labels},
         }

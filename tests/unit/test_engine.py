@@ -70,7 +70,7 @@ def test_a_candidate_that_exits_at_once_is_reported_and_removed() -> None:
     target = FakeTarget(health={GOOD: 200, CRASH: None})
     target.add("dm-web-r1", GOOD)
     outcome = deploy(target, plan(CRASH), "dm-web-r1")
-    assert not outcome.ok and "no network address" in outcome.detail
+    assert not outcome.ok and "the container exited with status 3 at once" in outcome.detail
     assert set(target.containers) == {"dm-web-r1"} and target.containers["dm-web-r1"].running
 
 
