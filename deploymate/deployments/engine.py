@@ -9,6 +9,7 @@ release proved healthy. A proxy can later replace `_switch` to make the gap zero
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ def _exit_of(current: docker.ContainerState | None) -> str | None:
     """How a container stopped, in words; None while it runs."""
     if current is None:
         return "disappeared"
+    if current.restart_count > 0:  # Docker's restart policy hides the exits between restarts
+        return (
+            f"keeps exiting (status {current.exit_code}; restarted {current.restart_count} times)"
+        )
     if current.running:
         return None
     if current.oom_killed:
@@ -92,6 +97,11 @@ def _exit_of(current: docker.ContainerState | None) -> str | None:
 async def verify(executor: Executor, name: str, plan: Plan, log: Log) -> Probe:
     """Health-check a container at its own address until it passes, fails or exits."""
     current = await state(executor, name)
+    for _ in range(20):  # a container on its way out runs a moment longer without an address
+        if current is None or not current.running or current.ip_address:
+            break
+        await asyncio.sleep(0.1)
+        current = await state(executor, name)
     if current is None or not current.running or not current.ip_address:
         how = _exit_of(current) or "has no network address"
         return Probe(False, f"the container {how} at once; its last log lines are in the job's log")

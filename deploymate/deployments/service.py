@@ -23,9 +23,10 @@ from deploymate.deployments.schemas import DeploymentCreate, DeploymentUpdate
 from deploymate.deployments.schemas import Settings as DeploySettings
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
+from deploymate.runtime import images
 from deploymate.servers import service as servers
 from deploymate.servers.models import Server
-from deploymate.servers.targets import may_use_control_host, require_control_host
+from deploymate.servers.targets import executor_for, may_use_control_host, require_control_host
 
 CONFIG_FIELDS = (
     "image",
@@ -282,6 +283,20 @@ async def _template_settings(db: AsyncSession, caller: Caller, template_id: int)
 # --- the use cases -------------------------------------------------------------------------
 
 
+async def _require_image(
+    context: AppContext, caller: Caller, server: Server | None, image: str
+) -> None:
+    """Refuse an image that no step of a deploy could find, before a record holds a port."""
+    control = (
+        context.control_docker()
+        if server is not None and may_use_control_host(context.settings, caller)
+        else None
+    )
+    problem = await images.missing(executor_for(context, server), image, control=control)
+    if problem is not None:
+        raise ValidationFailed(problem, field="image", code="image_missing")
+
+
 async def create(
     db: AsyncSession, *, context: AppContext, caller: Caller, data: DeploymentCreate
 ) -> tuple[Deployment, Job]:
@@ -304,6 +319,7 @@ async def create(
         raise Conflict(
             f"name: a deployment named {data.name} exists on this target", code="name_taken"
         )
+    await _require_image(context, caller, server, settings.image)
     port = await ports.choose(
         db, context=context, caller=caller, server=server, wanted=settings.external_port
     )
@@ -357,6 +373,8 @@ async def update(
     """Any change of settings is a new release: the config that runs is always a release's."""
     dep = await _live(db, context, caller, deployment_id)
     changes = _changed_settings(dep, data)
+    if "image" in changes and changes["image"] != dep.image:
+        await _require_image(context, caller, await _server_of(db, dep), changes["image"])
     if "external_port" in changes and changes["external_port"] != dep.external_port:
         changes["external_port"] = await ports.choose(
             db,
@@ -394,6 +412,7 @@ async def redeploy(
 ) -> Job:
     dep = await _live(db, context, caller, deployment_id)
     if image:
+        await _require_image(context, caller, await _server_of(db, dep), image)
         dep.image = image
     release = await _new_release(db, dep, reason="redeploy", actor=caller.username)
     job = await _queue(db, context, dep, caller, "deploy", release, f"redeploy {dep.image}")

@@ -43,6 +43,23 @@ async def _stream(target: Executor, ref: str, log: Log) -> None:
     await log(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "image loaded")
 
 
+async def missing(target: Executor, ref: str, *, control: LocalExecutor | None) -> str | None:
+    """Why `ensure` would find the image nowhere, asked before anything is recorded; None when
+    the target or the control host has it, or it names a registry to pull from."""
+    if docker.names_registry(ref):
+        return None
+    if control is not None and await inspect(control, ref) is not None:
+        return None
+    if await inspect(target, ref) is not None:
+        return None
+    where = "not on the target" if control is None else "on neither the control host nor the target"
+    return (
+        f"{ref} is {where}, and it names no registry to pull from: build or load it there "
+        "(docker build, docker load), or give a registry reference such as "
+        "registry.example.com/team/app:1.0"
+    )
+
+
 async def ensure(
     target: Executor, ref: str, *, pinned_id: str | None, control: LocalExecutor | None, log: Log
 ) -> docker.ImageInfo:

@@ -12,7 +12,7 @@ from deploymate.context import AppContext
 from deploymate.core import events
 from deploymate.core.caller import Caller
 from deploymate.core.db import utcnow
-from deploymate.core.errors import ValidationFailed
+from deploymate.core.errors import DeployMateError, ValidationFailed
 from deploymate.runtime import host_facts
 from deploymate.runtime.errors import HostKeyChanged, RuntimeFailure
 from deploymate.runtime.executor import Executor
@@ -91,6 +91,32 @@ async def _steps(
     except ValidationFailed as exc:
         steps.append(CheckStep(step="authentication", ok=False, detail=exc.detail))
     return steps, version
+
+
+async def test_added(
+    db: AsyncSession, *, context: AppContext, caller: Caller, server: Server
+) -> str:
+    """The first test of a server just saved: whatever happens, the server stays saved and is
+    marked with the outcome. Returns the outcome as a sentence for the person who added it."""
+    server_id, name = server.id, server.name
+    try:
+        result = await run(db, context=context, caller=caller, server_id=server_id)
+    except DeployMateError as exc:
+        await db.rollback()
+        fresh = await db.get(Server, server_id, populate_existing=True)
+        assert fresh is not None
+        fresh.last_check_at = utcnow()
+        fresh.last_check_ok = False
+        fresh.last_check_message = exc.detail
+        await db.commit()
+        return f"Server {name} saved, but it could not be tested: {exc.detail}"
+    if result.ok:
+        return f"Server {name} added and tested: Docker {result.docker_version} answers."
+    failed = next(s for s in result.steps if not s.ok)
+    return (
+        f"Server {name} saved, but its test failed at {failed.step}: {failed.detail}. "
+        "It is marked so; fix it and press Test."
+    )
 
 
 async def run(

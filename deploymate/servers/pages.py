@@ -126,7 +126,9 @@ async def create(request: Request, me: CallerDep, db: DbDep, context: ContextDep
         )
     except (ValidationError, DeployMateError) as exc:
         return await refused(db, exc, partial(_page, request, me, db, context), form=form)
-    return RedirectResponse(f"{PAGE}?created={server.id}", status_code=303)
+    return flash.redirect(
+        PAGE, await checks.test_added(db, context=context, caller=me, server=server)
+    )
 
 
 @router.post(f"{PAGE}/{{server_id}}/edit", response_class=HTMLResponse)

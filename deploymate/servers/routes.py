@@ -40,9 +40,20 @@ async def list_servers(
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_server(
-    body: ServerCreate, db: DbDep, me: CallerDep, context: ContextDep
+    body: ServerCreate,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+    test: Annotated[
+        bool, Query(description="test the connection now (false: for bulk imports)")
+    ] = True,
 ) -> ServerOut:
+    """Save a server, then test it at once: it stays saved if the test fails, marked with the
+    failure (`last_check_ok` false, `last_check_message` says why)."""
     server = await service.create(db, context=context, caller=me, data=body)
+    if test:
+        await checks.test_added(db, context=context, caller=me, server=server)
+        server = await service.get(db, caller=me, server_id=server.id)
     return await presenters.present_one(db, server=server, cipher=context.cipher)
 
 

@@ -22,7 +22,8 @@ from deploymate.servers.schemas import ServerCreate
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.api import create_user, login, member_headers, run_in_app, second_client
 
-MISSING_IMAGE = "dm-test/not-there:v0"  # no registry in the name and absent: the job fails fast
+# A registry that does not resolve: the deployment is recorded, its pull and its job fail fast.
+MISSING_IMAGE = "registry.invalid/dm-test/not-there:v0"
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.support.api import login
 from tests.support.deploy import wait_job
 
-MISSING_IMAGE = "dm-test/not-there:v0"  # no registry in the name and absent: the job fails fast
+# A registry that does not resolve: the deployment is recorded, its pull and its job fail fast.
+MISSING_IMAGE = "registry.invalid/dm-test/not-there:v0"
 
 BAD_CHANGES: list[dict[str, Any]] = [
     {"labels": {"Bad Key": "x"}},
@@ -65,3 +66,35 @@ def test_create_refuses_the_same_values(client: TestClient, dep_id: int) -> None
         res = client.post("/api/deployments", json={**base, **change})
         assert res.status_code == 422, (change, res.text)
     assert [d["name"] for d in client.get("/api/deployments").json()] == ["web"]
+
+
+def test_an_image_found_nowhere_is_refused_before_anything_is_recorded(client: TestClient) -> None:
+    client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+    nowhere = "dm-test/never-built:v9"  # no registry to pull from, on no host
+    body = {"name": "ghost", "server_id": None, "image": nowhere, "internal_port": 80}
+    res = client.post("/api/deployments", json={**body, "external_port": 8642})
+    assert res.status_code == 422 and res.json()["field"] == "image", res.text
+    assert res.json()["code"] == "image_missing"
+    assert "build or load it there" in res.json()["detail"]
+    assert client.get("/api/deployments").json() == []  # no record, so no port held
+    fixed = client.post(
+        "/api/deployments", json={**body, "image": MISSING_IMAGE, "external_port": 8642}
+    )
+    assert fixed.status_code == 201 and fixed.json()["external_port"] == 8642, fixed.text
+    wait_job(client, fixed.json()["job_id"], timeout=60)
+
+
+def test_a_redeploy_to_an_image_found_nowhere_records_no_release(
+    client: TestClient, dep_id: int
+) -> None:
+    for call in (
+        lambda: client.post(
+            f"/api/deployments/{dep_id}/redeploy", json={"image": "dm-test/never-built:v9"}
+        ),
+        lambda: client.patch(
+            f"/api/deployments/{dep_id}", json={"image": "dm-test/never-built:v9"}
+        ),
+    ):
+        res = call()
+        assert res.status_code == 422 and res.json()["code"] == "image_missing", res.text
+    assert len(client.get(f"/api/deployments/{dep_id}/releases").json()) == 1

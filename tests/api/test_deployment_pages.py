@@ -22,7 +22,8 @@ from tests.support.deploy import wait_job
 
 WORKFLOW = "/app/deployment-workflow"
 SECRET = "never-show-this-s3cret"
-MISSING_IMAGE = "dm-test/not-there:v0"  # no registry in the name and absent: the job just fails
+# A registry that does not resolve: the deployment is recorded, its pull and its job fail fast.
+MISSING_IMAGE = "registry.invalid/dm-test/not-there:v0"
 
 
 def _member(client: TestClient, username: str) -> None:

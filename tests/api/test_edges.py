@@ -222,7 +222,7 @@ def test_a_last_event_id_that_is_no_number_replays_from_the_start(client: TestCl
         json={
             "name": "sse",
             "server_id": None,
-            "image": "dm-test/not-there:v0",
+            "image": "registry.invalid/dm-test/not-there:v0",
             "internal_port": 80,
         },
     )
@@ -265,7 +265,12 @@ def test_control_characters_are_refused_in_names(client: TestClient) -> None:
         hook = {"name": name, "url": "https://hooks.example.com/x", "events": ["deploy.failed"]}
         res = client.post("/api/admin/webhooks", json=hook)
         assert res.status_code == 422 and res.json()["field"] == "name", (name, res.text)
-    body = {"name": "tpl", "server_id": None, "image": "dm-test/not-there:v0", "internal_port": 80}
+    body = {
+        "name": "tpl",
+        "server_id": None,
+        "image": "registry.invalid/dm-test/not-there:v0",
+        "internal_port": 80,
+    }
     dep = client.post("/api/deployments", json=body).json()
     wait_job(client, dep["job_id"], timeout=60)
     for name in ("web\ttemplate", "web\x00", "\x1b[2J"):

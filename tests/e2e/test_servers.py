@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from deploymate.core.errors import label
 from tests.e2e.conftest import key_server
 from tests.support.api import audit_rows, login, member_headers, second_client
 from tests.support.lab import LabHost
@@ -393,7 +394,7 @@ def test_hostile_input_is_refused_before_any_connection(
     for field, value in cases:
         res = e2e_client.post("/api/servers", json={**base, field: value})
         assert res.status_code == 422, (field, value, res.text)
-        assert field in res.json()["detail"], (field, res.json())
+        assert label(field) in res.json()["detail"], (field, res.json())
         scan = e2e_client.post(
             "/api/servers/scan-host-key",
             json={

@@ -190,7 +190,18 @@
     });
   }
 
+  // A link to #settings (from an error that says what to change) opens the settings form.
+  function openSettings() {
+    var details = document.querySelector("details[data-settings]");
+    if (details) details.open = true;
+  }
+  document.addEventListener("click", function (event) {
+    var link = event.target instanceof Element ? event.target.closest("[data-open-settings]") : null;
+    if (link) openSettings();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    if (window.location.hash === "#settings") openSettings();
     var job = document.querySelector("[data-job-id][data-job-live='true']");
     if (job) {
       shownJob = job.getAttribute("data-job-id");
