@@ -275,11 +275,13 @@ async def _detail_page(
     job = await _job_to_show(db, dep, request.query_params.get("job"), out.active_job_id)
     releases = [presenters.release_out(r) for r in await service.releases(db, dep=dep)]
     starting = out.status == "deploying" and out.current_release is None
+    idle = out.current_release is None and out.status != "deleted"  # nothing serves to ask
     base: dict[str, Any] = {
         "d": out,
         "status_class": STATUS_CLASS.get(out.status, ""),
         "shown_status": "starting" if starting else out.status,
         "starting": starting,
+        "idle": idle,
         "watch_state": json.dumps(await service.state_of(db, dep.id)),
         "address": server.host if server else None,
         "releases": releases,
@@ -298,7 +300,7 @@ async def _detail_page(
         "form": {},
         "error": None,
         "message": None,
-        **(NOTHING_LIVE if starting else await _live_sections(db, context, dep)),
+        **(NOTHING_LIVE if idle else await _live_sections(db, context, dep)),
     }
     return render(request, "deployment_detail.html", {**base, **extra}, me=me, status=status)
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from deploymate.runtime import docker
-from deploymate.runtime.errors import RuntimeFailure
+from deploymate.runtime.errors import CommandFailed, RuntimeFailure
 from deploymate.runtime.executor import Executor, LocalExecutor
 
 Log = Callable[[str], Awaitable[None]]
@@ -41,6 +41,28 @@ async def _stream(target: Executor, ref: str, log: Log) -> None:
     await log(f"streaming {ref} from the control host (docker save | docker load)")
     result = await target.run(docker.load(), source=_local_save(ref))
     await log(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "image loaded")
+
+
+def pull_failure(ref: str, output: str) -> str:
+    """Why `docker pull` failed, in words, with what to check."""
+    registry = ref.split("/", 1)[0]
+    text = output.lower()
+    if "no such host" in text or "server misbehaving" in text:
+        return (
+            f"cannot pull {ref}: the registry {registry} does not resolve from the target; check "
+            "the image name, or the target's DNS"
+        )
+    if "unauthorized" in text or "denied" in text or "authentication required" in text:
+        return (
+            f"cannot pull {ref}: {registry} refused it; check the name, or run `docker login "
+            f"{registry}` on the target"
+        )
+    if "manifest unknown" in text or "not found" in text:
+        return f"cannot pull {ref}: {registry} has no such image or tag; check the name and the tag"
+    if "timeout" in text or "i/o timeout" in text or "connection refused" in text:
+        return f"cannot pull {ref}: {registry} does not answer from the target; try again later"
+    last = output.strip().splitlines()[-1] if output.strip() else "no output"
+    return f"cannot pull {ref}: {last[:300]}"
 
 
 async def missing(target: Executor, ref: str, *, control: LocalExecutor | None) -> str | None:
@@ -93,7 +115,10 @@ async def ensure(
         found = await inspect(target, ref)
         if found is None:
             await log(f"pulling {ref} on the target")
-            await target.run(docker.pull(ref), on_line=log)
+            try:
+                await target.run(docker.pull(ref), on_line=log)
+            except CommandFailed as exc:
+                raise RuntimeFailure(pull_failure(ref, exc.output), step="image") from None
             found = await inspect(target, ref)
         if found is None:
             raise RuntimeFailure(f"image {ref} is not on the target after pull", step="image")

@@ -30,6 +30,7 @@ PAGES = (
     "/app/webhooks",
     "/app/notifications",
     "/app/tokens",
+    "/app/templates",
     "/app/change-password",
     "/app/no-such-page",
 )

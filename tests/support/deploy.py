@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import httpx
-from fastapi.testclient import TestClient
 
 
-def wait_job(client: TestClient, job_id: int, timeout: float = 120) -> dict[str, Any]:
+def wait_job(client: httpx.Client, job_id: int, timeout: float = 120) -> dict[str, Any]:
+    """A job's final state, polled through the API (a TestClient or a signed-in httpx client)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job: dict[str, Any] = client.get(f"/api/jobs/{job_id}").json()

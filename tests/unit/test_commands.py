@@ -194,3 +194,20 @@ def test_host_facts_parsers() -> None:
     assert host_facts.parse_listening_ports(tcp) == [22, 443, 8080]
     assert host_facts.suggest_ports({8000, 8002}, {8001}, count=3) == [8003, 8004, 8005]
     assert host_facts.suggest_ports(set(), set(), start=21, end=23) == [21, 23]  # 22 reserved
+
+
+def test_a_failed_pull_says_why_in_words() -> None:
+    from deploymate.runtime.images import pull_failure
+
+    ref = "registry.invalid/team/app:1"
+    dns = (
+        'Error response from daemon: Get "https://registry.invalid/v2/": dial tcp: lookup '
+        "registry.invalid on 10.0.0.53:53: no such host"
+    )
+    assert pull_failure(ref, dns) == (
+        "cannot pull registry.invalid/team/app:1: the registry registry.invalid does not "
+        "resolve from the target; check the image name, or the target's DNS"
+    )
+    assert "run `docker login registry.invalid`" in pull_failure(ref, "unauthorized: auth")
+    assert "no such image or tag" in pull_failure(ref, "manifest unknown: manifest unknown")
+    assert "53" not in pull_failure(ref, dns)  # no resolver address, no errno
