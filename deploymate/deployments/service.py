@@ -16,7 +16,7 @@ from deploymate.audit import service as audit
 from deploymate.context import AppContext
 from deploymate.core.caller import Caller
 from deploymate.core.crypto import Cipher
-from deploymate.core.errors import Conflict, NotFound, ValidationFailed
+from deploymate.core.errors import Conflict, NotFound, ValidationFailed, label
 from deploymate.deployments import ports
 from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
 from deploymate.deployments.schemas import DeploymentCreate, DeploymentUpdate
@@ -395,7 +395,13 @@ async def update(
     changed = sorted({*changes, *(["secret_env"] if secrets_changed else [])})
     release = await _new_release(db, dep, reason="redeploy", actor=caller.username)
     job = await _queue(
-        db, context, dep, caller, "deploy", release, f"settings changed ({', '.join(changed)})"
+        db,
+        context,
+        dep,
+        caller,
+        "deploy",
+        release,
+        f"settings changed ({', '.join(label(c) for c in changed)})",
     )
     await db.commit()
     context.wake_worker()

@@ -344,7 +344,8 @@ def test_every_setting_can_be_edited_from_the_deployments_page(client: TestClien
     assert release["config"]["restart_policy"] == "always"
     activity = client.get(f"/api/deployments/{dep_id}/activity").json()
     assert any(
-        "settings changed" in a["message"] and "secret_env" in a["message"] for a in activity
+        "settings changed" in a["message"] and "secret environment" in a["message"]
+        for a in activity
     )
     # The failed release did not serve, so the desired settings are the release's own.
     assert dep["secret_env_keys"] in (["NEW_SECRET"], ["API_TOKEN"])

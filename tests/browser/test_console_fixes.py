@@ -53,7 +53,7 @@ def test_editing_the_health_check_in_the_console_fixes_a_failing_deployment(
     expect(page.get_by_test_id("status")).to_have_text("running", timeout=JOB_TIMEOUT)
     expect(page.get_by_test_id("serving-release")).to_contain_text("#2")
     expect(page.get_by_test_id("summary")).to_contain_text("/version")
-    expect(page.get_by_test_id("activity")).to_contain_text("settings changed (health_check)")
+    expect(page.get_by_test_id("activity")).to_contain_text("settings changed (health check)")
     assert fetch(lab_host.address, dep["external_port"]) == "v1"
 
 
