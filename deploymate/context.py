@@ -6,6 +6,7 @@ the CLI from `build`. It knows nothing of any domain.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class AppContext:
     pool: SSHPool
     bus: EventBus
     local: LocalExecutor = field(default_factory=LocalExecutor)
+    # Named in-process locks (e.g. one per target's proxy), made on first use.
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _wakers: list[Callable[[], None]] = field(default_factory=list)
 
     def control_docker(self) -> LocalExecutor | None:

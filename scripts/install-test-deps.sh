@@ -3,7 +3,7 @@
 # Idempotent: packages already present are skipped quickly.
 set -euo pipefail
 
-PACKAGES=(docker.io openssh-server openssh-client postgresql chromium iproute2 busybox-static util-linux procps curl)
+PACKAGES=(docker.io openssh-server openssh-client postgresql chromium iproute2 busybox-static util-linux procps curl caddy docker-registry apache2-utils)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

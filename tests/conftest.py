@@ -88,6 +88,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "database_url": database_url,
         "admin_username": "admin",
         "admin_password": ADMIN_PASSWORD,
+        "proxy_image": "dm-test/caddy:2",  # built offline (tests/support/images.py)
     }
     values.update(overrides)
     return Settings(**values)

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Jobs (deploys, stops, ...) one process runs at once; they mostly wait on SSH and Docker.
     worker_concurrency: int = Field(default=16, ge=1, le=512)
+    # The proxy in front of deployments with domains; any image with a `caddy` binary works.
+    proxy_image: str = Field(default="caddy:2", min_length=1, max_length=512)
+    # Host directories (comma-separated absolute paths) under which admins may bind-mount;
+    # empty: no bind mounts at all, only named volumes.
+    bind_mount_roots: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -100,6 +105,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'deploymate.db'}"
+
+    @property
+    def bind_roots(self) -> list[str]:
+        return [p.strip().rstrip("/") or "/" for p in self.bind_mount_roots.split(",") if p.strip()]
 
     @property
     def local_docker(self) -> bool:

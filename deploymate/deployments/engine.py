@@ -1,10 +1,15 @@
-"""What a deploy job does on the target: image, candidate, health gate, swap, or roll back.
+"""What a deploy job does on the target: image, new container, gates, switch, or roll back.
 
-Swap with a directly published port (see docs/deployments.md): the new release first runs as a
-*candidate* without the public port and must pass its health check; only then is the old
-container stopped, the *final* container started on the port and checked again. Any failure
-removes the new containers and restarts the old one, which never stopped before the new
-release proved healthy. A proxy can later replace `_switch` to make the gap zero.
+Behind the proxy (deployments with domains; see docs/deployments.md): the new release starts
+once, without a public port, on the proxy's network; it must pass its health check at its own
+address and the required-env guard; then the proxy switches to it in one config change, and the
+smoke checks run through the proxy. A failure before the switch leaves the proxy untouched; a
+failure after it switches back to the old container, still running. The old container is
+drained and removed only after the release is recorded as serving.
+
+With a directly published port: the new release first runs as a *candidate* without the port
+and must pass its health check; only then is the old container stopped and the *final*
+container started on the port and checked again (a gap the release log states).
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from deploymate.runtime import docker
-from deploymate.runtime.errors import RuntimeFailure
+from deploymate.runtime import docker, environ, smoke
+from deploymate.runtime.errors import CommandFailed, RuntimeFailure
 from deploymate.runtime.executor import Executor
 from deploymate.runtime.health import HealthCheck, Probe, wait_healthy
+from deploymate.runtime.proxy import CHECK_PORT, NETWORK
 
 Log = Callable[[str], Awaitable[None]]
 LOG_TAIL = 30
@@ -40,6 +46,19 @@ class Plan:
     cpus: float | None
     labels: dict[str, str]
     health: HealthCheck
+    domains: tuple[str, ...] = ()
+    required_env: tuple[str, ...] = ()
+    smoke: tuple[dict[str, Any], ...] = ()
+    drain_seconds: float = 10.0
+    mounts: tuple[docker.Mount, ...] = ()
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.domains)
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.container_name}:{self.internal_port}"
 
     def spec(self, role: str, *, publish: bool) -> docker.ContainerSpec:
         name = (
@@ -65,6 +84,8 @@ class Plan:
             restart_policy=self.restart_policy if publish else "no",
             memory=self.memory,
             cpus=self.cpus,
+            network=NETWORK if self.routed else None,
+            mounts=self.mounts,
         )
 
 
@@ -73,6 +94,21 @@ class Outcome:
     ok: bool
     detail: str
     gap_seconds: float | None = None
+    retire: str | None = None  # the old container, to drain and remove once recorded
+    rolled_back: bool = False  # failed after the switch, and the proxy went back
+    smoke: list[dict[str, Any]] | None = None
+
+
+class Router(Protocol):
+    """The target's proxy as the engine needs it; the job handler keeps it in the records."""
+
+    async def switch(self, upstream: str | None) -> None:
+        """Route the deployment's domains to `upstream` (None: no route) in one change."""
+        ...
+
+    async def address(self) -> str | None:
+        """The proxy's address on the deployments' network, for checks through it."""
+        ...
 
 
 async def state(executor: Executor, name: str) -> docker.ContainerState | None:
@@ -136,8 +172,14 @@ async def _start(executor: Executor, spec: docker.ContainerSpec, log: Log) -> No
         f"starting {spec.name} from {spec.image[:19]}"
         + (f" on port {spec.external_port}" if spec.external_port else " (no public port)")
     )
-    await executor.run(docker.remove(spec.name))  # a leftover of an interrupted attempt
-    await executor.run(docker.run(spec))
+    try:
+        await executor.run(docker.run(spec))
+    except CommandFailed as exc:
+        if "already in use" not in exc.output:
+            raise
+        await log(f"removing a leftover {spec.name} of an interrupted attempt")
+        await executor.run(docker.remove(spec.name))
+        await executor.run(docker.run(spec))
 
 
 async def _switch(executor: Executor, plan: Plan, previous: str, log: Log) -> Outcome:
@@ -193,6 +235,117 @@ async def deploy(executor: Executor, plan: Plan, previous: str | None, log: Log)
         await executor.run(docker.remove(previous))
         await log(f"removed the stopped previous container {previous}")
     return Outcome(True, probe.detail)
+
+
+async def _missing_env(executor: Executor, name: str, plan: Plan, log: Log) -> str | None:
+    """The required-env guard on the started container: what its main process lacks."""
+    if not plan.required_env:
+        return None
+    current = await state(executor, name)
+    if current is None:
+        return "the container disappeared before its environment could be read"
+    seen = await environ.read(executor, current)
+    missing = [n for n in plan.required_env if n not in seen.names]
+    await log(
+        f"required env checked in {seen.source}: "
+        + (f"missing {', '.join(missing)}" if missing else f"all {len(plan.required_env)} present")
+    )
+    if missing:
+        return (
+            f"the container's main process lacks the required environment {', '.join(missing)} "
+            "(its entrypoint may drop it); the release was not switched"
+        )
+    return None
+
+
+async def run_smoke(
+    executor: Executor, plan: Plan, container: str, proxy_address: str | None, log: Log
+) -> list[smoke.SmokeResult]:
+    results = await smoke.run_all(
+        executor,
+        plan.smoke,
+        proxy_address=proxy_address,
+        port=CHECK_PORT,
+        host=plan.domains[0] if plan.domains else None,
+        container=container,
+    )
+    for r in results:
+        await log(f"smoke {r.check}: {r.detail} ({r.seconds:.2f}s)")
+    return results
+
+
+async def deploy_routed(
+    executor: Executor,
+    plan: Plan,
+    previous: str | None,
+    old_upstream: str | None,
+    router: Router,
+    log: Log,
+) -> Outcome:
+    """The release flow behind the proxy: the new container starts once, the switch is one
+    config change, and the old container keeps running until the new one has proved itself."""
+    new = plan.spec(docker.ROLE_SERVING, publish=False)
+    prev_state = await state(executor, previous) if previous else None
+    if prev_state is None or not prev_state.running:
+        old_upstream = None  # nothing to go back to
+    try:
+        await _start(executor, new, log)
+    except RuntimeFailure as exc:
+        await executor.run(docker.remove(new.name))
+        return Outcome(False, exc.detail)
+    probe = await verify(executor, new.name, plan, log)
+    if not probe.ok:
+        await _discard(executor, new.name, log, "unhealthy")
+        return Outcome(False, probe.detail)
+    await log(f"healthy at its own address: {probe.detail}")
+    problem = await _missing_env(executor, new.name, plan, log)
+    if problem:
+        await _discard(executor, new.name, log, "required env missing")
+        return Outcome(False, problem)
+    started = time.monotonic()
+    try:
+        await router.switch(plan.upstream)
+    except RuntimeFailure as exc:
+        await _discard(executor, new.name, log, "the proxy refused the switch")
+        return Outcome(False, f"the proxy could not switch: {exc.detail}")
+    await log(
+        f"proxy switched {', '.join(plan.domains)} to {new.name} in "
+        f"{time.monotonic() - started:.2f}s"
+    )
+    results = await run_smoke(executor, plan, new.name, await router.address(), log)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        await router.switch(old_upstream)
+        await log(
+            "smoke failed; proxy switched back to "
+            + (previous if old_upstream and previous else "no route (nothing served before)")
+        )
+        await _discard(executor, new.name, log, "smoke failed")
+        detail = "; ".join(f"{r.check}: {r.detail}" for r in failed)
+        return Outcome(
+            False,
+            f"smoke check failed after the switch ({detail}); the proxy went back to the "
+            "previous release (automatic rollback)",
+            rolled_back=True,
+            smoke=[r.as_dict() for r in results],
+        )
+    return Outcome(
+        True,
+        probe.detail,
+        gap_seconds=0.0 if previous else None,
+        retire=previous if prev_state is not None else None,
+        smoke=[r.as_dict() for r in results] if results else None,
+    )
+
+
+async def retire(executor: Executor, name: str, drain_seconds: float, log: Log) -> None:
+    """Let in-flight requests of the old container finish, then stop and remove it."""
+    if drain_seconds > 0:
+        await log(f"draining {name} for {drain_seconds:g}s (in-flight requests finish)")
+        await asyncio.sleep(drain_seconds)
+    await executor.run(docker.stop(name))
+    await executor.run(docker.remove(name))
+    await log(f"stopped and removed the previous container {name}")
 
 
 async def containers_of(executor: Executor, deployment_id: int, name: str) -> list[dict[str, Any]]:

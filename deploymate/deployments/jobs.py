@@ -5,6 +5,7 @@ A deploy's outcome is recorded and announced (event `deploy.*`) in one transacti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.context import AppContext
 from deploymate.core import events
 from deploymate.core.db import utcnow
-from deploymate.deployments import engine, recovery
+from deploymate.deployments import engine, recovery, routing
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
 from deploymate.deployments.service import STREAM_FROM_CONTROL, restore, secret_env
 from deploymate.jobs.models import Job
 from deploymate.jobs.worker import JobContext, JobFailed
-from deploymate.runtime import docker, images
+from deploymate.runtime import docker, images, proxy
 from deploymate.runtime.errors import RuntimeFailure
 from deploymate.runtime.executor import Executor
 from deploymate.runtime.health import HealthCheck
@@ -50,6 +51,24 @@ def _event(db: AsyncSession, dep: Deployment, job: Job, action: str, message: st
     )
 
 
+def volume_name(deployment: str, name: str) -> str:
+    """A named volume belongs to the deployment's name on its target, so it outlives releases
+    (and a deployment re-created under the same name finds its data)."""
+    return f"dm-{deployment}-{name}"
+
+
+def mounts_for(deployment: str, volumes: list[dict[str, Any]]) -> tuple[docker.Mount, ...]:
+    return tuple(
+        docker.Mount(
+            "volume" if v.get("name") else "bind",
+            volume_name(deployment, v["name"]) if v.get("name") else v["source"],
+            v["path"],
+            bool(v.get("read_only")),
+        )
+        for v in volumes
+    )
+
+
 def plan_for(context: AppContext, dep: Deployment, release: Release, image_id: str) -> engine.Plan:
     config: dict[str, Any] = release.config
     env = {**config.get("env", {}), **secret_env(context.cipher, config.get("secret_env"))}
@@ -68,7 +87,33 @@ def plan_for(context: AppContext, dep: Deployment, release: Release, image_id: s
         cpus=config.get("cpu_limit"),
         labels=config.get("labels", {}),
         health=HealthCheck(**config.get("health_check", {})),
+        domains=tuple(config.get("domains") or ()),
+        required_env=tuple(config.get("required_env") or ()),
+        smoke=tuple(config.get("smoke") or ()),
+        drain_seconds=float(config.get("drain_seconds", 10.0)),
+        mounts=mounts_for(dep.name, config.get("volumes") or []),
     )
+
+
+@dataclass
+class JobRouter:
+    """The engine's view of the proxy: a switch is a record change plus a config load."""
+
+    context: AppContext
+    deployment_id: int
+    server_id: int | None
+    executor: Executor
+    _address: str | None = None
+
+    async def switch(self, upstream: str | None) -> None:
+        await routing.point(
+            self.context, self.deployment_id, self.server_id, self.executor, upstream
+        )
+
+    async def address(self) -> str | None:
+        if self._address is None:
+            self._address = (await proxy.status(self.executor)).address
+        return self._address
 
 
 async def deploy(ctx: JobContext) -> None:
@@ -94,6 +139,7 @@ async def deploy(ctx: JobContext) -> None:
         )
         await db.commit()
         ref, pinned = release.image, release.image_id
+        routed_before = dep.routed_to
     await step(f"release {release.number}: {release.reason} of {ref} on {describe(server)}")
     # The control host's images are a source only for callers allowed to use the control host.
     control = (
@@ -112,18 +158,45 @@ async def deploy(ctx: JobContext) -> None:
             await db.commit()
             plan = plan_for(context, dep_now, rel, info.id)
         await step(f"image {ref} is {info.id[:19]}")
-        outcome = await engine.deploy(
-            executor, plan, previous.container_name if previous else None, step
-        )
+        previous_name = previous.container_name if previous else None
+        if plan.routed:
+            await routing.ensure(context, server, executor, step)
+            router = JobRouter(context, dep.id, dep.server_id, executor)
+            outcome = await engine.deploy_routed(
+                executor, plan, previous_name, routed_before, router, step
+            )
+        else:
+            outcome = await engine.deploy(executor, plan, previous_name, step)
+            if outcome.ok and routed_before:  # moved from domains to a published port
+                await routing.point(context, dep.id, dep.server_id, executor, None)
+                await step("proxy route removed: the deployment now has a published port")
     except RuntimeFailure as exc:
         await step(f"failed at {exc.step}: {exc.detail}")
         outcome = engine.Outcome(False, exc.detail)
     await _record(ctx, dep.id, release.id, previous.id if previous else None, outcome, lines)
+    if outcome.ok and outcome.retire:
+        try:
+            await engine.retire(executor, outcome.retire, plan.drain_seconds, step)
+        except RuntimeFailure as exc:
+            await step(f"could not remove {outcome.retire}: {exc.detail}")
+        await _append_log(ctx, release.id, lines)
     if not outcome.ok:
         raise JobFailed(
             f"release {release.number} failed: {outcome.detail}"
-            + ("; the previous release keeps serving" if previous else "")
+            + (
+                "; the previous release keeps serving"
+                if previous and not outcome.rolled_back
+                else ""
+            )
         )
+
+
+async def _append_log(ctx: JobContext, release_id: int, lines: list[str]) -> None:
+    async with ctx.sessions() as db:
+        rel = await db.get(Release, release_id)
+        assert rel is not None
+        rel.log = {**rel.log, "lines": lines[-500:]}
+        await db.commit()
 
 
 async def _record(
@@ -144,6 +217,12 @@ async def _record(
             **({"gap_seconds": outcome.gap_seconds} if outcome.gap_seconds is not None else {}),
         }
         rel.finished_at = utcnow()
+        if outcome.smoke is not None:
+            dep.smoke_result = {
+                "at": utcnow().isoformat(),
+                "release": rel.number,
+                "checks": outcome.smoke,
+            }
         if outcome.ok:
             rel.status = "succeeded"
             if rel.rollback_of and previous is not None:
@@ -233,17 +312,30 @@ async def delete(ctx: JobContext) -> None:
     context: AppContext = ctx.context
     async with ctx.sessions() as db:
         dep, _, _, executor = await _load(db, context, ctx.job)
+    with_volumes = bool(ctx.job.payload.get("volumes"))
     try:
+        if dep.routed_to:
+            await routing.point(context, dep.id, dep.server_id, executor, None)
+            await ctx.log(f"proxy route of {', '.join(dep.domains)} removed")
         for row in await engine.containers_of(executor, dep.id, dep.name):
             await ctx.log(f"removing {row['name']}")
             await executor.run(docker.remove(str(row["name"])))
+        named = [v["name"] for v in dep.volumes or [] if v.get("name")]
+        for name in named if with_volumes else []:
+            await executor.run(docker.volume_remove(volume_name(dep.name, name)))
+            await ctx.log(f"removed the volume {volume_name(dep.name, name)}")
+        if named and not with_volumes:
+            await ctx.log(
+                f"kept the volume(s) {', '.join(volume_name(dep.name, n) for n in named)}"
+            )
     except RuntimeFailure as exc:
         raise JobFailed(f"delete failed: {exc.detail}") from None
     async with ctx.sessions() as db:
         dep_now = await db.get(Deployment, dep.id)
         assert dep_now is not None
         dep_now.status, dep_now.deleted_at = "deleted", utcnow()
-        _event(db, dep_now, ctx.job, "deleted", "containers removed; history kept")
+        kept = "" if with_volumes or not dep.volumes else "; volumes kept"
+        _event(db, dep_now, ctx.job, "deleted", f"containers removed; history kept{kept}")
         await db.commit()
 
 
@@ -281,6 +373,14 @@ async def reconcile(context: AppContext, job: Job) -> None:
             restore(dep, current.config)  # the desired config follows what really serves
         dep.current_release_id = plan.serving_id
         dep.status, dep.status_message = plan.status, plan.status_message
+        serving = await db.get(Release, plan.serving_id) if plan.serving_id else None
+        routed = (serving.config.get("domains") if serving else None) or None
+        before = dep.routed_to
+        dep.routed_to = (
+            f"{serving.container_name}:{serving.config['internal_port']}"
+            if serving is not None and routed
+            else None
+        )
         db.add(
             DeploymentEvent(
                 deployment_id=dep.id,
@@ -292,6 +392,8 @@ async def reconcile(context: AppContext, job: Job) -> None:
             )
         )
         await db.commit()
+    if before != dep.routed_to and (before or dep.routed_to):
+        await routing.sync(context, dep.server_id, executor)  # the proxy follows the records
 
 
 HANDLERS = {

@@ -26,7 +26,7 @@ class Deployment(Base):
     )
     image: Mapped[str] = mapped_column(String(512))
     internal_port: Mapped[int]
-    external_port: Mapped[int]
+    external_port: Mapped[int | None] = mapped_column(default=None)  # None: behind the proxy
     env: Mapped[dict[str, Any]] = mapped_column(default=dict)
     secret_env: Mapped[str | None] = mapped_column(
         Text, default=None
@@ -37,6 +37,17 @@ class Deployment(Base):
     memory_limit: Mapped[str | None] = mapped_column(String(16), default=None)
     cpu_limit: Mapped[float | None] = mapped_column(default=None)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tls: Mapped[str] = mapped_column(String(16), default="auto")
+    volumes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    required_env: Mapped[list[str]] = mapped_column(JSON, default=list)
+    smoke: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    drain_seconds: Mapped[float] = mapped_column(default=10.0)
+    # The container:port the target's proxy sends this deployment's domains to; set at the
+    # switch (before the release is recorded), so the proxy config rendered from the records is
+    # right at every moment.
+    routed_to: Mapped[str | None] = mapped_column(String(200), default=None)
+    smoke_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(16), default="deploying")
     status_message: Mapped[str | None] = mapped_column(Text, default=None)
     current_release_id: Mapped[int | None] = mapped_column(default=None)

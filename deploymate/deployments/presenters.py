@@ -95,6 +95,13 @@ async def present(
                 image=dep.image,
                 internal_port=dep.internal_port,
                 external_port=dep.external_port,
+                domains=list(dep.domains or []),
+                tls=dep.tls,
+                volumes=list(dep.volumes or []),
+                required_env=list(dep.required_env or []),
+                smoke=list(dep.smoke or []),
+                drain_seconds=dep.drain_seconds,
+                smoke_result=dep.smoke_result,
                 env=dep.env,
                 secret_env_keys=_secret_names(cipher, dep.secret_env),
                 command=dep.command,
@@ -140,10 +147,7 @@ async def cards(db: AsyncSession, *, deps: Sequence[Deployment]) -> list[dict[st
                 "status_message": dep.status_message,
                 "target": server[0] if server else CONTROL_HOST,
                 "server_id": dep.server_id,
-                "address": f"{server[1]}:{dep.external_port}"
-                if server
-                else f"{CONTROL_HOST} :{dep.external_port}",
-                "url": f"http://{server[1]}:{dep.external_port}/" if server else None,
+                **_where(dep, server[1] if server else None),
                 "image": dep.image,
                 "release": release.number if release else None,
                 "release_image": release.image if release else None,
@@ -151,6 +155,19 @@ async def cards(db: AsyncSession, *, deps: Sequence[Deployment]) -> list[dict[st
             }
         )
     return result
+
+
+def domain_url(dep: Deployment, domain: str) -> str:
+    return f"{'http' if dep.tls == 'off' else 'https'}://{domain}/"
+
+
+def _where(dep: Deployment, host: str | None) -> dict[str, str | None]:
+    """Where users reach a deployment: its first domain, or the published port."""
+    if dep.domains:
+        return {"address": dep.domains[0], "url": domain_url(dep, dep.domains[0])}
+    if host is None:
+        return {"address": f"{CONTROL_HOST} :{dep.external_port}", "url": None}
+    return {"address": f"{host}:{dep.external_port}", "url": f"http://{host}:{dep.external_port}/"}
 
 
 def release_out(release: Release) -> ReleaseOut:

@@ -104,10 +104,21 @@ async def update_deployment(
 
 @router.delete("/{deployment_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete_deployment(
-    deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
+    deployment_id: IdPath,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+    volumes: Annotated[
+        bool, Query(description="also remove the named volumes (their data)")
+    ] = False,
 ) -> JobAccepted:
     job = await service.operate(
-        db, context=context, caller=me, deployment_id=deployment_id, kind="delete"
+        db,
+        context=context,
+        caller=me,
+        deployment_id=deployment_id,
+        kind="delete",
+        extra={"volumes": volumes},
     )
     return JobAccepted(job_id=job.id)
 

@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from deploymate.core.ids import Id
@@ -122,6 +123,90 @@ CpuLimit = Annotated[float, Field(ge=0.01, le=64)]
 EnvName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
+_HOST_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_IPV4 = re.compile(r"\d+(\.\d+){3}")
+
+
+def validate_domain(value: str) -> str:
+    """A host name Caddy routes by: lower-case labels; no wildcard, port, path or address."""
+    host = value.strip().lower().rstrip(".")
+    if not host or any(c in host for c in "*:/@ \t\\?#"):
+        raise ValueError(
+            f"{value[:80]!r} is not a host name: give a name like shop.example.com, without a "
+            "scheme, port, path or wildcard"
+        )
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(p) for p in host.split(".")):
+        raise ValueError(
+            f"{value[:80]!r} is not a valid host name (letters, digits and inner hyphens, "
+            "labels of at most 63 characters joined by dots)"
+        )
+    if _IPV4.fullmatch(host):
+        raise ValueError(
+            f"{host} is an address, not a host name; leave the domains empty and use a port"
+        )
+    return host
+
+
+Domain = Annotated[str, StringConstraints(max_length=253), AfterValidator(validate_domain)]
+Tls = Literal["auto", "internal", "off"]
+UNSAFE_IN_PATH = (",", ":", "\x00", "\n", "\r", "=")
+
+
+def validate_container_path(value: str) -> str:
+    if not value.startswith("/") or value.rstrip("/") == "":
+        raise ValueError(f"{value[:80]!r}: give an absolute path other than /, like /data")
+    if any(c in value for c in UNSAFE_IN_PATH) or "/../" in f"{value}/":
+        raise ValueError(f"{value[:80]!r}: no commas, colons, equals signs or .. in a path")
+    return value.rstrip("/") or value
+
+
+ContainerPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(validate_container_path)
+]
+VolumeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+
+
+class Volume(BaseModel):
+    """A named volume (`name`) that outlives releases, or a bind mount of a host path
+    (`source`, admins only, under the allowed roots)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: VolumeName | None = None
+    source: ContainerPath | None = None
+    path: ContainerPath
+    read_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Volume:
+        if (self.name is None) == (self.source is None):
+            raise ValueError("give either a volume name or a host path (source), not both")
+        return self
+
+
+class SmokeCheck(BaseModel):
+    """After the switch: an HTTP request through the proxy, or a command in the container."""
+
+    model_config = ConfigDict(extra="forbid")
+    http: Annotated[str, StringConstraints(max_length=512)] | None = None
+    method: Literal["GET", "HEAD"] = "GET"
+    expect: Annotated[int, Field(ge=100, le=599)] = 200
+    contains: Annotated[str, StringConstraints(max_length=256)] | None = None
+    command: CommandLine | None = None
+    timeout: Annotated[float, Field(ge=0.2, le=300)] = 10.0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SmokeCheck:
+        if (self.http is None) == (self.command is None):
+            raise ValueError("a smoke check is either `http` (a path) or `command`, not both")
+        if self.http is not None and not HEALTH_PATH_RE.fullmatch(self.http):
+            raise ValueError("the smoke path must start with / and contain no spaces or quotes")
+        if self.command is not None and not self.command:
+            raise ValueError("a smoke command needs at least the program")
+        if self.contains is not None and any(c in self.contains for c in "\r\n\x00"):
+            raise ValueError("the expected text must be one line")
+        return self
+
+
 class Settings(BaseModel):
     """The deployable settings shared by create, update and templates."""
 
@@ -137,6 +222,29 @@ class Settings(BaseModel):
     memory_limit: MemoryLimit | None = None
     cpu_limit: CpuLimit | None = None
     labels: Labels = Field(default_factory=dict)
+    domains: Annotated[list[Domain], Field(max_length=20)] = Field(default_factory=list)
+    tls: Tls = "auto"
+    volumes: Annotated[list[Volume], Field(max_length=20)] = Field(default_factory=list)
+    required_env: Annotated[list[EnvName], Field(max_length=100)] = Field(default_factory=list)
+    smoke: Annotated[list[SmokeCheck], Field(max_length=20)] = Field(default_factory=list)
+    drain_seconds: Annotated[float, Field(ge=0, le=3600)] = 10.0
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        self.domains = list(dict.fromkeys(self.domains))
+        self.required_env = list(dict.fromkeys(self.required_env))
+        if self.domains and self.external_port is not None:
+            raise ValueError(
+                "a deployment with domains is reached through the proxy on ports 80 and 443; "
+                "leave the external port empty"
+            )
+        paths = [v.path for v in self.volumes]
+        if len(set(paths)) != len(paths):
+            raise ValueError("two volumes are mounted at the same path")
+        names = [v.name for v in self.volumes if v.name]
+        if len(set(names)) != len(names):
+            raise ValueError("a volume name appears twice")
+        return self
 
 
 class DeploymentCreate(Settings):
@@ -164,6 +272,12 @@ class DeploymentUpdate(BaseModel):
     memory_limit: MemoryLimit | None = None
     cpu_limit: CpuLimit | None = None
     labels: Labels | None = None
+    domains: list[Domain] | None = None
+    tls: Tls | None = None
+    volumes: list[Volume] | None = None
+    required_env: list[EnvName] | None = None
+    smoke: list[SmokeCheck] | None = None
+    drain_seconds: Annotated[float, Field(ge=0, le=3600)] | None = None
 
 
 class ExecRequest(BaseModel):
@@ -245,7 +359,14 @@ class DeploymentOut(BaseModel):
     owner_id: int | None
     image: str
     internal_port: int
-    external_port: int
+    external_port: int | None
+    domains: list[str]
+    tls: str
+    volumes: list[dict[str, Any]]
+    required_env: list[str]
+    smoke: list[dict[str, Any]]
+    drain_seconds: float
+    smoke_result: dict[str, Any] | None
     env: dict[str, Any]
     secret_env_keys: list[str]
     command: list[str] | None

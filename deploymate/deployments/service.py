@@ -39,8 +39,14 @@ CONFIG_FIELDS = (
     "memory_limit",
     "cpu_limit",
     "labels",
+    "domains",
+    "tls",
+    "volumes",
+    "required_env",
+    "smoke",
+    "drain_seconds",
 )
-NULLABLE = ("command", "memory_limit", "cpu_limit")
+NULLABLE = ("command", "memory_limit", "cpu_limit", "external_port")
 # A job's payload says whether its image may come from the control host's Docker: decided from
 # the caller's rights when the job is queued, since the worker acts for nobody in particular.
 STREAM_FROM_CONTROL = "stream_from_control"
@@ -204,6 +210,7 @@ async def _queue(
     kind: str,
     release: Release | None,
     message: str,
+    extra: dict[str, Any] | None = None,
 ) -> Job:
     job = await jobs.enqueue(
         db,
@@ -211,7 +218,10 @@ async def _queue(
         deployment_id=dep.id,
         release_id=release.id if release else None,
         created_by=caller.username,
-        payload={STREAM_FROM_CONTROL: may_use_control_host(context.settings, caller)},
+        payload={
+            STREAM_FROM_CONTROL: may_use_control_host(context.settings, caller),
+            **(extra or {}),
+        },
         deployment_name=dep.name,
     )
     _activity(db, dep, caller.username, kind, message, job.id)
@@ -280,6 +290,76 @@ async def _template_settings(db: AsyncSession, caller: Caller, template_id: int)
     return dict(template.settings)
 
 
+def _proxy_settings(settings: DeploySettings) -> dict[str, Any]:
+    """The settings added with the proxy, as stored (optional parts left out)."""
+    return {
+        "domains": settings.domains,
+        "tls": settings.tls,
+        "volumes": [v.model_dump(exclude_none=True) for v in settings.volumes],
+        "required_env": settings.required_env,
+        "smoke": [c.model_dump(exclude_none=True) for c in settings.smoke],
+        "drain_seconds": settings.drain_seconds,
+    }
+
+
+def _require_env(required: list[str], env: dict[str, Any], secrets: dict[str, Any]) -> None:
+    """ "HTTP 200 is not enough": a release without a variable it needs never starts."""
+    missing = [name for name in required if name not in env and name not in secrets]
+    if missing:
+        raise ValidationFailed(
+            f"required environment missing: {', '.join(missing)}; give "
+            f"{'it' if len(missing) == 1 else 'them'} in the environment or the secret "
+            "environment, or remove the name from the required environment",
+            field="required_env",
+            code="required_env_missing",
+        )
+
+
+def _check_mounts(context: AppContext, caller: Caller, settings: DeploySettings) -> None:
+    """Bind mounts expose the host: admins only, and only under the allowed roots."""
+    binds = [v.source for v in settings.volumes if v.source is not None]
+    if not binds:
+        return
+    if not caller.is_admin:
+        raise ValidationFailed(
+            "only admins may mount a host directory; use a named volume instead",
+            field="volumes",
+            code="bind_mount_refused",
+        )
+    roots = context.settings.bind_roots
+    for source in binds:
+        if not any(source == r or source.startswith(f"{r.rstrip('/')}/") for r in roots):
+            allowed = ", ".join(roots) if roots else "none (DEPLOYMATE_BIND_MOUNT_ROOTS is empty)"
+            raise ValidationFailed(
+                f"{source} is outside the directories allowed for bind mounts ({allowed}); "
+                "use a named volume, or ask an admin to allow the directory",
+                field="volumes",
+                code="bind_mount_refused",
+            )
+
+
+async def _require_free_domains(
+    db: AsyncSession, server_id: int | None, domains: list[str], except_id: int | None
+) -> None:
+    """A host name routes to one deployment per target."""
+    if not domains:
+        return
+    stmt = select(Deployment).where(
+        Deployment.status != "deleted",
+        Deployment.server_id.is_(None) if server_id is None else Deployment.server_id == server_id,
+    )
+    if except_id is not None:
+        stmt = stmt.where(Deployment.id != except_id)
+    for other in (await db.execute(stmt)).scalars():
+        taken = sorted(set(domains) & set(other.domains or []))
+        if taken:
+            raise Conflict(
+                f"domains: {taken[0]} is served by the deployment {other.name} on this target; "
+                "remove it there first, or choose another name",
+                code="domain_taken",
+            )
+
+
 # --- the use cases -------------------------------------------------------------------------
 
 
@@ -320,8 +400,15 @@ async def create(
             f"name: a deployment named {data.name} exists on this target", code="name_taken"
         )
     await _require_image(context, caller, server, settings.image)
-    port = await ports.choose(
-        db, context=context, caller=caller, server=server, wanted=settings.external_port
+    _require_env(settings.required_env, settings.env, settings.secret_env)
+    _check_mounts(context, caller, settings)
+    await _require_free_domains(db, server.id if server else None, settings.domains, None)
+    port = (
+        None
+        if settings.domains
+        else await ports.choose(
+            db, context=context, caller=caller, server=server, wanted=settings.external_port
+        )
     )
     dep = Deployment(
         name=data.name,
@@ -338,6 +425,7 @@ async def create(
         memory_limit=settings.memory_limit,
         cpu_limit=settings.cpu_limit,
         labels=settings.labels,
+        **_proxy_settings(settings),
         status="deploying",
     )
     db.add(dep)
@@ -358,8 +446,11 @@ def _changed_settings(dep: Deployment, data: DeploymentUpdate) -> dict[str, Any]
         if value is None and key not in NULLABLE:
             raise ValidationFailed("must not be null", field=key)
     current = {f: getattr(dep, f) for f in CONFIG_FIELDS}
-    merged = DeploySettings.model_validate({**current, **changes}).model_dump()
-    return {key: merged[key] for key in changes}
+    if changes.get("domains") and "external_port" not in changes:
+        changes["external_port"] = None  # moving behind the proxy gives the port back
+    merged = DeploySettings.model_validate({**current, **changes})
+    stored = {**merged.model_dump(), **_proxy_settings(merged)}
+    return {key: stored[key] for key in changes}
 
 
 async def update(
@@ -375,7 +466,21 @@ async def update(
     changes = _changed_settings(dep, data)
     if "image" in changes and changes["image"] != dep.image:
         await _require_image(context, caller, await _server_of(db, dep), changes["image"])
-    if "external_port" in changes and changes["external_port"] != dep.external_port:
+    merged = DeploySettings.model_validate(
+        {**{f: getattr(dep, f) for f in CONFIG_FIELDS}, **changes}
+    )
+    secrets_now = {**secret_env(context.cipher, dep.secret_env), **(data.secret_env or {})}
+    for name in data.secret_env_remove:
+        secrets_now.pop(name, None)
+    _require_env(merged.required_env, merged.env, secrets_now)
+    _check_mounts(context, caller, merged)
+    await _require_free_domains(db, dep.server_id, merged.domains, dep.id)
+    if not merged.domains and merged.external_port is None:
+        changes["external_port"] = None  # back to a published port: choose one
+    port_changed = "external_port" in changes and (
+        changes["external_port"] is None or changes["external_port"] != dep.external_port
+    )
+    if port_changed and not merged.domains:
         changes["external_port"] = await ports.choose(
             db,
             context=context,
@@ -388,10 +493,7 @@ async def update(
         setattr(dep, key, value)
     secrets_changed = data.secret_env is not None or bool(data.secret_env_remove)
     if secrets_changed:
-        merged = {**secret_env(context.cipher, dep.secret_env), **(data.secret_env or {})}
-        for name in data.secret_env_remove:
-            merged.pop(name, None)
-        dep.secret_env = _seal(context.cipher, merged)
+        dep.secret_env = _seal(context.cipher, secrets_now)
     changed = sorted({*changes, *(["secret_env"] if secrets_changed else [])})
     release = await _new_release(db, dep, reason="redeploy", actor=caller.username)
     job = await _queue(
@@ -499,14 +601,21 @@ async def rollback(
 
 
 async def operate(
-    db: AsyncSession, *, context: AppContext, caller: Caller, deployment_id: int, kind: str
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    deployment_id: int,
+    kind: str,
+    extra: dict[str, Any] | None = None,
 ) -> Job:
-    """stop | start | restart | delete, as jobs under the deployment's lock."""
+    """stop | start | restart | delete (`extra`: {"volumes": true} removes the data too)."""
     dep = await _live(db, context, caller, deployment_id)
     if kind != "delete" and dep.current_release_id is None:
         raise Conflict(f"{dep.name} has no serving release to {kind}", code="no_release")
     release = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
-    job = await _queue(db, context, dep, caller, kind, release, f"{kind} requested")
+    message = f"{kind} requested" + (" with its volumes" if extra and extra.get("volumes") else "")
+    job = await _queue(db, context, dep, caller, kind, release, message, extra)
     await db.commit()
     context.wake_worker()
     return job

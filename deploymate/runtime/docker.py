@@ -20,6 +20,23 @@ ROLE_SERVING = "serving"
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A named volume (`volume`) or a host directory (`bind`) at `target` in the container.
+    Paths and names are validated at the edge: no commas, so the --mount value cannot grow
+    options."""
+
+    kind: str  # volume | bind
+    source: str
+    target: str
+    read_only: bool = False
+
+    def option(self) -> str:
+        return f"type={self.kind},source={self.source},target={self.target}" + (
+            ",readonly" if self.read_only else ""
+        )
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """Everything `docker run` needs; env travels on stdin, never on the command line."""
 
@@ -33,6 +50,8 @@ class ContainerSpec:
     restart_policy: str = "unless-stopped"
     memory: str | None = None
     cpus: float | None = None
+    network: str | None = None
+    mounts: Sequence[Mount] = ()
 
 
 def env_file(env: Mapping[str, str]) -> bytes:
@@ -54,8 +73,12 @@ def run(spec: ContainerSpec) -> Command:
     ]
     for key, value in sorted(spec.labels.items()):
         argv += ["--label", f"{key}={value}"]
+    if spec.network:
+        argv += ["--network", spec.network]
     if spec.external_port is not None and spec.internal_port is not None:
         argv += ["--publish", f"{spec.external_port}:{spec.internal_port}"]
+    for mount in spec.mounts:
+        argv += ["--mount", mount.option()]
     if spec.memory:
         argv += ["--memory", spec.memory]
     if spec.cpus:
@@ -74,6 +97,11 @@ def image_inspect(ref: str) -> Command:
 
 def pull(ref: str) -> Command:
     return Command.of("docker", "pull", "--", ref, timeout=900)
+
+
+def manifest_inspect(ref: str) -> Command:
+    """Ask the registry whether it has `ref`, without pulling it (the docker CLI asks)."""
+    return Command.of("docker", "manifest", "inspect", "--", ref, timeout=30, check=False)
 
 
 def load() -> Command:
@@ -97,6 +125,42 @@ def inspect(name: str) -> Command:
         "{{json .}}",
         "--",
         name,
+        timeout=30,
+        check=False,
+    )
+
+
+def inspect_format(name: str, template: str) -> Command:
+    return Command.of(
+        "docker", "inspect", "--format", template, "--", name, timeout=30, check=False
+    )
+
+
+def process_environ_host(pid: int) -> Command:
+    """The main process's environment read on the host (root sees every process)."""
+    return Command.of("cat", f"/proc/{pid}/environ", timeout=30, check=False)
+
+
+def process_environ_exec(name: str) -> Command:
+    """The same read from inside the container (needs a `cat` in the image)."""
+    return Command.of(
+        "docker", "exec", "--", name, "cat", "/proc/1/environ", timeout=30, check=False
+    )
+
+
+def volume_remove(name: str) -> Command:
+    return Command.of("docker", "volume", "rm", "--", name, timeout=60, check=False)
+
+
+def volume_list(prefix: str) -> Command:
+    return Command.of(
+        "docker",
+        "volume",
+        "ls",
+        "--filter",
+        f"name={prefix}",
+        "--format",
+        "{{.Name}}",
         timeout=30,
         check=False,
     )
@@ -180,8 +244,10 @@ class ContainerState:
     oom_killed: bool
     restart_count: int
     started_at: str
+    pid: int
     ip_address: str | None
     labels: dict[str, str]
+    config_env: list[str]
     ports: dict[str, Any]
     health_log: list[dict[str, Any]]
 
@@ -204,8 +270,10 @@ def parse_container(stdout: str) -> ContainerState | None:
         oom_killed=bool(state.get("OOMKilled")),
         restart_count=int(data.get("RestartCount") or 0),
         started_at=state.get("StartedAt", ""),
+        pid=int(state.get("Pid") or 0),
         ip_address=ip,
         labels=(data.get("Config") or {}).get("Labels") or {},
+        config_env=(data.get("Config") or {}).get("Env") or [],
         ports=(data.get("NetworkSettings") or {}).get("Ports") or {},
         health_log=((state.get("Health") or {}).get("Log") or [])[-5:],
     )

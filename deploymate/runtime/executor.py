@@ -75,6 +75,10 @@ class Executor(Protocol):
         """A TCP stream to host:port as seen from the target (e.g. a container's address)."""
         ...
 
+    async def open_unix_connection(self, path: str) -> tuple[Any, Any]:
+        """A stream to a Unix socket on the target (the proxy's admin API)."""
+        ...
+
 
 def finish(command: Command, status: int, stdout: str, stderr: str) -> Result:
     result = Result(command=command, exit_status=status, stdout=stdout, stderr=stderr)
@@ -154,3 +158,6 @@ class LocalExecutor:
 
     async def open_connection(self, host: str, port: int) -> tuple[Any, Any]:
         return await asyncio.open_connection(host, port)
+
+    async def open_unix_connection(self, path: str) -> tuple[Any, Any]:
+        return await asyncio.open_unix_connection(path)

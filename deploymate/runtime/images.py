@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from deploymate.runtime import docker
 from deploymate.runtime.errors import CommandFailed, RuntimeFailure
-from deploymate.runtime.executor import Executor, LocalExecutor
+from deploymate.runtime.executor import Command, Executor, LocalExecutor
 
 Log = Callable[[str], Awaitable[None]]
 CHUNK = 256 * 1024
@@ -43,9 +47,70 @@ async def _stream(target: Executor, ref: str, log: Log) -> None:
     await log(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "image loaded")
 
 
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Credentials for one registry; they reach the target's Docker on stdin, in a client
+    config that exists only for the pull."""
+
+    host: str
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password, even in a traceback
+        return f"RegistryAuth({self.host!r}, {self.username!r})"
+
+    def config_json(self) -> bytes:
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return json.dumps({"auths": {self.host: {"auth": token}}}).encode()
+
+
+def registry_of(ref: str) -> str:
+    return ref.split("/", 1)[0] if docker.names_registry(ref) else "docker.io"
+
+
+@contextlib.asynccontextmanager
+async def client_config(target: Executor, auth: RegistryAuth | None) -> AsyncIterator[list[str]]:
+    """The argv prefix that points the docker CLI at a throw-away config holding `auth`."""
+    if auth is None:
+        yield []
+        return
+    made = await target.run(Command.of("mktemp", "-d", timeout=30))
+    directory = made.stdout.strip()
+    try:
+        await target.run(
+            Command(
+                ("sh", "-c", 'umask 077 && cat > "$1/config.json"', "sh", directory),
+                timeout=30,
+                stdin=auth.config_json(),
+            )
+        )
+        yield ["env", f"DOCKER_CONFIG={directory}"]
+    finally:
+        await target.run(Command.of("rm", "-rf", "--", directory, timeout=30, check=False))
+
+
+def _with(prefix: Sequence[str], command: Command) -> Command:
+    return Command(
+        (*prefix, *command.argv), timeout=command.timeout, stdin=command.stdin, check=command.check
+    )
+
+
+async def pull(target: Executor, ref: str, auth: RegistryAuth | None, log: Log) -> docker.ImageInfo:
+    await log(f"pulling {ref} on the target" + (" (with stored credentials)" if auth else ""))
+    async with client_config(target, auth) as prefix:
+        try:
+            await target.run(_with(prefix, docker.pull(ref)), on_line=log)
+        except CommandFailed as exc:
+            raise RuntimeFailure(pull_failure(ref, exc.output), step="image") from None
+    found = await inspect(target, ref)
+    if found is None:
+        raise RuntimeFailure(f"image {ref} is not on the target after pull", step="image")
+    return found
+
+
 def pull_failure(ref: str, output: str) -> str:
     """Why `docker pull` failed, in words, with what to check."""
-    registry = ref.split("/", 1)[0]
+    registry = registry_of(ref)
     text = output.lower()
     if "no such host" in text or "server misbehaving" in text:
         return (
@@ -54,8 +119,8 @@ def pull_failure(ref: str, output: str) -> str:
         )
     if "unauthorized" in text or "denied" in text or "authentication required" in text:
         return (
-            f"cannot pull {ref}: {registry} refused it; check the name, or run `docker login "
-            f"{registry}` on the target"
+            f"cannot pull {ref}: {registry} refused it; check the name, or store the "
+            f"registry's credentials in DeployMate (Registries) for {registry}"
         )
     if "manifest unknown" in text or "not found" in text:
         return f"cannot pull {ref}: {registry} has no such image or tag; check the name and the tag"
@@ -65,25 +130,43 @@ def pull_failure(ref: str, output: str) -> str:
     return f"cannot pull {ref}: {last[:300]}"
 
 
-async def missing(target: Executor, ref: str, *, control: LocalExecutor | None) -> str | None:
+async def missing(
+    target: Executor,
+    ref: str,
+    *,
+    control: LocalExecutor | None,
+    auth: RegistryAuth | None = None,
+) -> str | None:
     """Why `ensure` would find the image nowhere, asked before anything is recorded; None when
-    the target or the control host has it, or it names a registry to pull from."""
+    the target or the control host has it, or it names a registry to pull from, or Docker Hub
+    has it (asked from the target, without pulling)."""
     if docker.names_registry(ref):
         return None
     if control is not None and await inspect(control, ref) is not None:
         return None
     if await inspect(target, ref) is not None:
         return None
+    async with client_config(target, auth) as prefix:
+        asked = await target.run(_with(prefix, docker.manifest_inspect(ref)))
+    if asked.ok:
+        return None
     where = "not on the target" if control is None else "on neither the control host nor the target"
+    why = pull_failure(ref, asked.stderr or asked.stdout).removeprefix(f"cannot pull {ref}: ")
     return (
-        f"{ref} is {where}, and it names no registry to pull from: build or load it there "
+        f"{ref} is {where}, and Docker Hub cannot give it ({why}): build or load it there "
         "(docker build, docker load), or give a registry reference such as "
         "registry.example.com/team/app:1.0"
     )
 
 
 async def ensure(
-    target: Executor, ref: str, *, pinned_id: str | None, control: LocalExecutor | None, log: Log
+    target: Executor,
+    ref: str,
+    *,
+    pinned_id: str | None,
+    control: LocalExecutor | None,
+    log: Log,
+    auth: RegistryAuth | None = None,
 ) -> docker.ImageInfo:
     """Make sure the target has the image and return it, by pinned ID when one is given.
 
@@ -113,32 +196,11 @@ async def ensure(
         return found
     if docker.names_registry(ref):
         found = await inspect(target, ref)
-        if found is None:
-            await log(f"pulling {ref} on the target")
-            try:
-                await target.run(docker.pull(ref), on_line=log)
-            except CommandFailed as exc:
-                raise RuntimeFailure(pull_failure(ref, exc.output), step="image") from None
-            found = await inspect(target, ref)
-        if found is None:
-            raise RuntimeFailure(f"image {ref} is not on the target after pull", step="image")
-        return found
+        return found if found is not None else await pull(target, ref, auth, log)
     local = await inspect(control, ref) if control is not None else None
     if local is None:
         found = await inspect(target, ref)
-        if found is None:
-            where = (
-                "not on the target"
-                if control is None
-                else "on neither the control host nor the target"
-            )
-            raise RuntimeFailure(
-                f"image {ref} is {where}, and it names no registry to pull from; use a "
-                "registry reference (registry.example.com/team/app:tag)",
-                step="image",
-                code="image_missing",
-            )
-        return found
+        return found if found is not None else await pull(target, ref, auth, log)
     found = await inspect(target, local.id)
     if found is None:
         await _stream(target, ref, log)

@@ -287,6 +287,14 @@ class SSHExecutor:
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionRefusedError(f"{host}:{port} via {self.target.host}: {exc}") from None
 
+    async def open_unix_connection(self, path: str) -> tuple[Any, Any]:
+        """A direct-streamlocal channel: the server's sshd connects to the socket for us."""
+        conn = await self.pool.connection(self.target)
+        try:
+            return await conn.open_unix_connection(path, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise ConnectionRefusedError(f"{path} via {self.target.host}: {exc}") from None
+
 
 class SSHPool:
     """Reuses one connection per target; closes connections idle for longer than `idle_seconds`."""

@@ -68,7 +68,9 @@ def test_images() -> dict[str, str]:
     """The dm-test/* images on the control host's dockerd (tag -> image ID)."""
     require_lab_parts()
     ensure_control_dockerd()
-    return images.build_images(None)
+    ids = images.build_images(None)
+    ids[images.CADDY] = images.build_caddy_image(None)
+    return ids
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

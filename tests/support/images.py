@@ -7,6 +7,7 @@ is a few MB (one static busybox plus applet symlinks) and builds in well under a
 from __future__ import annotations
 
 import io
+import re
 import struct
 import subprocess
 import tarfile
@@ -52,6 +53,9 @@ def _web(version: str) -> ImageSpec:
 
 WEB_V1 = "dm-test/web:v1"
 WEB_V2 = "dm-test/web:v2"
+DROPS_ENV = "dm-test/drops-env:v1"  # its entrypoint removes DATABASE_URL before the app starts
+CADDY = "dm-test/caddy:2"
+CADDY_BINARY = Path("/usr/bin/caddy")
 UNHEALTHY = "dm-test/unhealthy:v1"
 UNHEALTHY_HTTP500 = "dm-test/unhealthy:http500"
 CRASH = "dm-test/crash:v1"
@@ -73,7 +77,53 @@ SPECS: dict[str, ImageSpec] = {
     CRASH: ImageSpec(
         CRASH, {}, ('CMD ["/bin/sh", "-c", "echo dm-test crash: exiting >&2; exit 3"]',)
     ),
+    DROPS_ENV: ImageSpec(
+        DROPS_ENV,
+        {**_web("v1").files},
+        (
+            "ENV APP_VERSION=v1",
+            "EXPOSE 80",
+            'CMD ["env", "-u", "DATABASE_URL", "/bin/sh", "/start.sh"]',
+        ),
+    ),
 }
+
+
+def _libraries(binary: Path) -> list[Path]:
+    out = subprocess.run(["ldd", str(binary)], check=True, capture_output=True, text=True).stdout
+    return [Path(p) for p in re.findall(r"(/\S+\.so[^\s]*)", out)]
+
+
+def caddy_rootfs_tar() -> bytes:
+    """Debian's caddy binary with the shared libraries `ldd` lists: a proxy image made offline
+    (the official image cannot be pulled here). DeployMate runs it with `caddy run`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in ("tmp", "data", "etc", "etc/ssl", "etc/ssl/certs"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+        files = [CADDY_BINARY, *_libraries(CADDY_BINARY)]
+        certs = Path("/etc/ssl/certs/ca-certificates.crt")
+        if certs.exists():
+            files.append(certs)
+        for path in files:
+            tar.add(str(path.resolve()), arcname=str(path).lstrip("/"))
+    return buf.getvalue()
+
+
+def build_caddy_image(docker_host: str | None = None) -> str:
+    if not CADDY_BINARY.exists():
+        raise RuntimeError(f"{CADDY_BINARY} is missing: install Debian's caddy package")
+    if (existing := image_id(CADDY, docker_host)) is not None:
+        return existing
+    subprocess.run(
+        [*_docker(docker_host), "import", "--message", "deploymate test proxy", "-", CADDY],
+        input=caddy_rootfs_tar(),
+        check=True,
+        capture_output=True,
+    )
+    return image_id(CADDY, docker_host) or ""
 
 
 def is_static_elf(path: Path) -> bool:

@@ -208,6 +208,8 @@ def test_a_failed_pull_says_why_in_words() -> None:
         "cannot pull registry.invalid/team/app:1: the registry registry.invalid does not "
         "resolve from the target; check the image name, or the target's DNS"
     )
-    assert "run `docker login registry.invalid`" in pull_failure(ref, "unauthorized: auth")
+    assert "credentials in DeployMate (Registries) for registry.invalid" in pull_failure(
+        ref, "unauthorized: auth"
+    )
     assert "no such image or tag" in pull_failure(ref, "manifest unknown: manifest unknown")
     assert "53" not in pull_failure(ref, dns)  # no resolver address, no errno
