@@ -16,6 +16,7 @@ from deploymate import __version__
 from deploymate.cli import api_client, config_file, control
 from deploymate.cli import backup as backup_cli
 from deploymate.cli import deployments as deployments_cli
+from deploymate.cli import proxy as proxy_cli
 from deploymate.cli import servers as servers_cli
 from deploymate.cli.output import (
     FAILED,
@@ -72,6 +73,7 @@ app.add_typer(backup_cli.backup_app, name="backup")
 # From anywhere, through the API with the token `login` stored.
 app.add_typer(servers_cli.servers_app, name="servers")
 app.add_typer(deployments_cli.deployments_app, name="deployments")
+app.add_typer(proxy_cli.proxy_app, name="proxy")
 app.command("deploy")(deployments_cli.deploy)
 app.command("rollback")(deployments_cli.rollback)
 app.command("status")(deployments_cli.status)

@@ -120,6 +120,10 @@ _LABELS = {
     "template_id": "template",
     "release_id": "release",
     "health_check": "health check",
+    "required_env": "required environment",
+    "tls": "TLS",
+    "drain_seconds": "drain period",
+    "smoke": "smoke checks",
 }
 
 

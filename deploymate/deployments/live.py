@@ -42,7 +42,25 @@ async def health_now(executor: Executor, name: str, dep: Deployment) -> dict[str
 
 async def container_facts(executor: Executor, name: str) -> dict[str, Any]:
     state = await engine.state(executor, name)
-    return {"container": name, "exists": state is not None, **(asdict(state) if state else {})}
+    facts = asdict(state) if state else {}
+    # Names only: the values Docker was given include the secrets.
+    facts["config_env"] = sorted({e.split("=", 1)[0] for e in facts.get("config_env", [])})
+    return {"container": name, "exists": state is not None, **facts}
+
+
+async def volumes(
+    executor: Executor, deployment: str, declared: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The deployment's mounts, and whether each named volume exists on the target."""
+    found = set((await executor.run(docker.volume_list(f"dm-{deployment}-"))).stdout.split())
+    rows = []
+    for v in declared:
+        if v.get("name"):
+            name = f"dm-{deployment}-{v['name']}"
+            rows.append({"volume": name, "path": v["path"], "exists": name in found})
+        else:
+            rows.append({"bind": v["source"], "path": v["path"]})
+    return rows
 
 
 async def log_tail(

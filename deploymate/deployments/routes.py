@@ -224,7 +224,8 @@ async def diagnostics(
 ) -> dict[str, Any]:
     dep = await service.get(db, caller=me, deployment_id=deployment_id)
     executor, name = await live.serving(db, context=context, dep=dep)
-    return await live.container_facts(executor, name)
+    facts = await live.container_facts(executor, name)
+    return {**facts, "volumes": await live.volumes(executor, dep.name, list(dep.volumes or []))}
 
 
 @router.get("/{deployment_id}/logs", response_model=None)

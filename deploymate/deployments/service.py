@@ -307,7 +307,7 @@ def _require_env(required: list[str], env: dict[str, Any], secrets: dict[str, An
     missing = [name for name in required if name not in env and name not in secrets]
     if missing:
         raise ValidationFailed(
-            f"required environment missing: {', '.join(missing)}; give "
+            f"missing {', '.join(missing)}; give "
             f"{'it' if len(missing) == 1 else 'them'} in the environment or the secret "
             "environment, or remove the name from the required environment",
             field="required_env",

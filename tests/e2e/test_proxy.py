@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -129,3 +131,175 @@ def test_a_redeploy_under_load_fails_no_request(e2e_client: TestClient, lab_host
     assert "no public port" in log
     # Each release started its container once: no candidate.
     assert "candidate" not in log
+
+
+def _proxy_config(host: LabHost, tmp: Path) -> str:
+    host.docker("cp", "deploymate-proxy:/run/deploymate/caddy.json", str(tmp / "caddy.json"))
+    return (tmp / "caddy.json").read_text()
+
+
+def test_an_unhealthy_release_leaves_the_proxy_and_the_old_container_untouched(
+    e2e_client: TestClient, lab_host: LabHost, tmp_path: Path
+) -> None:
+    client = e2e_client
+    server_id = _server(client, lab_host)
+    dep = _deploy(client, server_id, "calm", domains=["calm.test"], tls="off")
+    before = _proxy_config(lab_host, tmp_path)
+    res = client.post(
+        f"/api/deployments/{dep['id']}/redeploy", json={"image": "dm-test/unhealthy:http500"}
+    )
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "failed" and "HTTP 404 on /version" in job["error"], job_text(job)
+    assert "proxy switched" not in job_text(job)
+    assert _proxy_config(lab_host, tmp_path) == before
+    assert via_proxy(lab_host, "calm.test") == "v1"
+    names = lab_host.docker("ps", "--format", "{{.Names}}").stdout.split()
+    assert "dm-calm-r1" in names and "dm-calm-r2" not in names
+
+
+def test_a_failed_smoke_check_goes_back_to_the_old_container_without_failed_requests(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    server_id = _server(client, lab_host)
+    smoke = [{"http": "/version", "contains": "v1"}, {"command": ["test", "-f", "/www/version"]}]
+    dep = _deploy(client, server_id, "guarded", domains=["guarded.test"], tls="off", smoke=smoke)
+    assert client.get(f"/api/deployments/{dep['id']}").json()["smoke_result"]["checks"][0]["ok"]
+    with steady_load(
+        f"http://{lab_host.address}/version", "guarded.test", rate=100, accept=("v1", "v2")
+    ) as report:
+        time.sleep(0.3)
+        res = client.post(
+            f"/api/deployments/{dep['id']}/redeploy", json={"image": "dm-test/web:v2"}
+        )
+        job = wait_job(client, res.json()["job_id"])
+        time.sleep(0.3)
+    assert job["status"] == "failed", job_text(job)
+    assert "automatic rollback" in job["error"] and "does not contain 'v1'" in job["error"]
+    log = job_text(job)
+    assert "proxy switched guarded.test" in log and "switched back to dm-guarded-r1" in log
+    assert via_proxy(lab_host, "guarded.test") == "v1"
+    assert "ConnectError" not in report.errors and report.failed <= 2, report.summary()
+    after = client.get(f"/api/deployments/{dep['id']}").json()
+    assert after["current_release"]["image"] == "dm-test/web:v1"
+    assert after["smoke_result"]["release"] == 2
+    assert not after["smoke_result"]["checks"][0]["ok"]
+    names = lab_host.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert "dm-guarded-r1" in names and "dm-guarded-r2" not in names
+
+
+def test_required_env_is_checked_before_start_and_in_the_running_process(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    server_id = _server(client, lab_host)
+    body = {
+        "name": "needy",
+        "server_id": server_id,
+        "image": "dm-test/drops-env:v1",
+        "internal_port": 80,
+        "health_check": fast_health(),
+        "domains": ["needy.test"],
+        "tls": "off",
+        "required_env": ["DATABASE_URL", "SECRET_KEY"],
+        "env": {"DATABASE_URL": "postgres://db/needy"},
+    }
+    refused = client.post("/api/deployments", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"].startswith("required environment: missing SECRET_KEY;")
+    assert client.get("/api/deployments").json() == []
+    # Given, but the image's entrypoint drops DATABASE_URL before the app starts.
+    res = client.post("/api/deployments", json={**body, "secret_env": {"SECRET_KEY": "k"}})
+    assert res.status_code == 201, res.text
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "failed", job_text(job)
+    assert "lacks the required environment DATABASE_URL" in job["error"]
+    assert "host /proc" in job_text(job) and "proxy switched" not in job_text(job)
+    assert via_proxy(lab_host, "needy.test") != "v1"
+
+
+def test_volume_data_survives_a_redeploy_and_a_rollback_and_a_delete_keeps_it(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    server_id = _server(client, lab_host)
+    dep = _deploy(
+        client,
+        server_id,
+        "keeper",
+        domains=["keeper.test"],
+        tls="off",
+        volumes=[{"name": "data", "path": "/data"}],
+    )
+    lab_host.docker("exec", "dm-keeper-r1", "sh", "-c", "echo kept > /data/note")
+    res = client.post(f"/api/deployments/{dep['id']}/redeploy", json={"image": "dm-test/web:v2"})
+    assert wait_job(client, res.json()["job_id"])["status"] == "succeeded"
+    assert lab_host.docker("exec", "dm-keeper-r2", "cat", "/data/note").stdout.strip() == "kept"
+    lab_host.docker("exec", "dm-keeper-r2", "sh", "-c", "echo changed-by-v2 >> /data/note")
+    res = client.post(f"/api/deployments/{dep['id']}/rollback", json={})
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host, "keeper.test") == "v1"
+    # A rollback restores the code and settings, never the data.
+    note = lab_host.docker("exec", "dm-keeper-r3", "cat", "/data/note").stdout.split()
+    assert note == ["kept", "changed-by-v2"]
+    diagnostics = client.get(f"/api/deployments/{dep['id']}/diagnostics").json()
+    assert "dm-keeper-data" in str(diagnostics["volumes"])
+    res = client.delete(f"/api/deployments/{dep['id']}")
+    job = wait_job(client, res.json()["job_id"])
+    assert "kept the volume(s) dm-keeper-data" in job_text(job)
+    assert "dm-keeper-data" in lab_host.docker("volume", "ls", "--format", "{{.Name}}").stdout
+    assert via_proxy(lab_host, "keeper.test") != "v1"  # the route went with the deployment
+    lab_host.docker("volume", "rm", "dm-keeper-data")
+
+
+def test_tls_internal_is_served_over_https_with_caddys_own_ca(
+    e2e_client: TestClient, lab_host: LabHost, tmp_path: Path
+) -> None:
+    client = e2e_client
+    server_id = _server(client, lab_host)
+    _deploy(client, server_id, "secure", domains=["secure.test"], tls="internal")
+    root = tmp_path / "root.crt"
+    lab_host.docker("cp", "deploymate-proxy:/data/caddy/pki/authorities/local/root.crt", str(root))
+    deadline = time.monotonic() + 10
+    answer = via_https(lab_host, "secure.test", str(root))
+    while answer != "v1" and time.monotonic() < deadline:  # the certificate is issued at load
+        time.sleep(0.3)
+        answer = via_https(lab_host, "secure.test", str(root))
+    assert answer == "v1"
+    # Plain HTTP for that name redirects to HTTPS.
+    res = httpx.get(f"http://{lab_host.address}/version", headers={"Host": "secure.test"})
+    assert res.status_code in (301, 308) and res.headers["location"].startswith("https://")
+
+
+def test_the_proxy_removed_or_restarted_comes_back_with_every_route(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    server_id = _server(client, lab_host)
+    _deploy(client, server_id, "sturdy", domains=["sturdy.test"], tls="off")
+    # Restarted by Docker (or a reboot): Caddy reads the config file DeployMate wrote.
+    lab_host.docker("restart", "deploymate-proxy")
+    assert _eventually(lambda: via_proxy(lab_host, "sturdy.test") == "v1")
+    # Removed outright: install rebuilds it from the records.
+    lab_host.docker("rm", "-f", "deploymate-proxy")
+    assert via_proxy(lab_host, "sturdy.test").startswith("error")
+    res = client.post(f"/api/proxy/{server_id}/install")
+    assert res.status_code == 200, res.text
+    assert res.json()["running"] and "installing the proxy" in " ".join(res.json()["log"])
+    assert via_proxy(lab_host, "sturdy.test") == "v1"
+    # An upgrade replaces the container and keeps the routes.
+    res = client.post(f"/api/proxy/{server_id}/upgrade")
+    assert res.status_code == 200 and res.json()["version"], res.text
+    assert via_proxy(lab_host, "sturdy.test") == "v1"
+    state = client.get("/api/proxy/edge").json()
+    assert state["routes"] == [{"deployment": "sturdy", "domains": ["sturdy.test"]}]
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
