@@ -26,6 +26,7 @@ from deploymate.notifications import routes as notifications_routes
 from deploymate.ops import pages as ops_pages
 from deploymate.ops import routes as ops_routes
 from deploymate.proxy import routes as proxy_routes
+from deploymate.registries import routes as registries_routes
 from deploymate.servers import pages as servers_pages
 from deploymate.servers import routes as servers_routes
 from deploymate.web.http import EdgeMiddleware, install_error_handlers
@@ -43,6 +44,7 @@ ROUTERS = (
     deployments_routes.jobs_router,
     deployments_routes.server_ports_router,
     proxy_routes.router,
+    registries_routes.router,
     notifications_routes.router,
     backup_routes.router,
     auth_pages.router,

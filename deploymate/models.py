@@ -7,6 +7,7 @@ from deploymate.core.events import EventRecord
 from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
 from deploymate.jobs.models import DeployLock, Job, JobEvent
 from deploymate.notifications.models import Notification, Webhook, WebhookDelivery
+from deploymate.registries.models import Registry
 from deploymate.servers.models import Server
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "Notification",
+    "Registry",
     "Release",
     "SavedView",
     "Server",

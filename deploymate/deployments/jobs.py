@@ -15,9 +15,15 @@ from deploymate.core import events
 from deploymate.core.db import utcnow
 from deploymate.deployments import engine, recovery, routing
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
-from deploymate.deployments.service import STREAM_FROM_CONTROL, restore, secret_env
+from deploymate.deployments.service import (
+    PULL_AS_ADMIN,
+    STREAM_FROM_CONTROL,
+    restore,
+    secret_env,
+)
 from deploymate.jobs.models import Job
 from deploymate.jobs.worker import JobContext, JobFailed
+from deploymate.registries import service as registries
 from deploymate.runtime import docker, images, proxy
 from deploymate.runtime.errors import RuntimeFailure
 from deploymate.runtime.executor import Executor
@@ -140,6 +146,9 @@ async def deploy(ctx: JobContext) -> None:
         await db.commit()
         ref, pinned = release.image, release.image_id
         routed_before = dep.routed_to
+        auth = await registries.auth_for(
+            db, cipher=context.cipher, image=ref, admin=bool(ctx.job.payload.get(PULL_AS_ADMIN))
+        )
     await step(f"release {release.number}: {release.reason} of {ref} on {describe(server)}")
     # The control host's images are a source only for callers allowed to use the control host.
     control = (
@@ -148,7 +157,9 @@ async def deploy(ctx: JobContext) -> None:
         else None
     )
     try:
-        info = await images.ensure(executor, ref, pinned_id=pinned, control=control, log=step)
+        info = await images.ensure(
+            executor, ref, pinned_id=pinned, control=control, log=step, auth=auth
+        )
         async with ctx.sessions() as db:
             rel = await db.get(Release, release.id)
             dep_now = await db.get(Deployment, dep.id)

@@ -23,6 +23,7 @@ from deploymate.deployments.schemas import DeploymentCreate, DeploymentUpdate
 from deploymate.deployments.schemas import Settings as DeploySettings
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
+from deploymate.registries import service as registries
 from deploymate.runtime import images
 from deploymate.servers import service as servers
 from deploymate.servers.models import Server
@@ -50,6 +51,8 @@ NULLABLE = ("command", "memory_limit", "cpu_limit", "external_port")
 # A job's payload says whether its image may come from the control host's Docker: decided from
 # the caller's rights when the job is queued, since the worker acts for nobody in particular.
 STREAM_FROM_CONTROL = "stream_from_control"
+# Whether the job may pull with any stored registry credentials (admins) or only shared ones.
+PULL_AS_ADMIN = "pull_as_admin"
 # The states of a release that passed its health gate and served (the ones to roll back to).
 SERVED = ("succeeded", "rolled_back")
 
@@ -220,6 +223,7 @@ async def _queue(
         created_by=caller.username,
         payload={
             STREAM_FROM_CONTROL: may_use_control_host(context.settings, caller),
+            PULL_AS_ADMIN: caller.is_admin,
             **(extra or {}),
         },
         deployment_name=dep.name,
@@ -364,7 +368,7 @@ async def _require_free_domains(
 
 
 async def _require_image(
-    context: AppContext, caller: Caller, server: Server | None, image: str
+    db: AsyncSession, context: AppContext, caller: Caller, server: Server | None, image: str
 ) -> None:
     """Refuse an image that no step of a deploy could find, before a record holds a port."""
     control = (
@@ -372,7 +376,8 @@ async def _require_image(
         if server is not None and may_use_control_host(context.settings, caller)
         else None
     )
-    problem = await images.missing(executor_for(context, server), image, control=control)
+    auth = await registries.auth_for(db, cipher=context.cipher, image=image, admin=caller.is_admin)
+    problem = await images.missing(executor_for(context, server), image, control=control, auth=auth)
     if problem is not None:
         raise ValidationFailed(problem, field="image", code="image_missing")
 
@@ -399,7 +404,7 @@ async def create(
         raise Conflict(
             f"name: a deployment named {data.name} exists on this target", code="name_taken"
         )
-    await _require_image(context, caller, server, settings.image)
+    await _require_image(db, context, caller, server, settings.image)
     _require_env(settings.required_env, settings.env, settings.secret_env)
     _check_mounts(context, caller, settings)
     await _require_free_domains(db, server.id if server else None, settings.domains, None)
@@ -465,7 +470,7 @@ async def update(
     dep = await _live(db, context, caller, deployment_id)
     changes = _changed_settings(dep, data)
     if "image" in changes and changes["image"] != dep.image:
-        await _require_image(context, caller, await _server_of(db, dep), changes["image"])
+        await _require_image(db, context, caller, await _server_of(db, dep), changes["image"])
     merged = DeploySettings.model_validate(
         {**{f: getattr(dep, f) for f in CONFIG_FIELDS}, **changes}
     )
@@ -520,7 +525,7 @@ async def redeploy(
 ) -> Job:
     dep = await _live(db, context, caller, deployment_id)
     if image:
-        await _require_image(context, caller, await _server_of(db, dep), image)
+        await _require_image(db, context, caller, await _server_of(db, dep), image)
         dep.image = image
     release = await _new_release(db, dep, reason="redeploy", actor=caller.username)
     job = await _queue(db, context, dep, caller, "deploy", release, f"redeploy {dep.image}")

@@ -117,7 +117,9 @@ def pull_failure(ref: str, output: str) -> str:
             f"cannot pull {ref}: the registry {registry} does not resolve from the target; check "
             "the image name, or the target's DNS"
         )
-    if "unauthorized" in text or "denied" in text or "authentication required" in text:
+    if any(
+        w in text for w in ("unauthorized", "denied", "authentication required", "no basic auth")
+    ):
         return (
             f"cannot pull {ref}: {registry} refused it; check the name, or store the "
             f"registry's credentials in DeployMate (Registries) for {registry}"
