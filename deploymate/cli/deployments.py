@@ -342,6 +342,53 @@ def deploy(
             help="Seconds to wait before the first attempt (default: 0).", metavar="SECONDS"
         ),
     ] = None,
+    domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--domain",
+            help="Host name served through the proxy on 80/443 (repeat; replaces the list).",
+            metavar="HOST",
+        ),
+    ] = None,
+    tls: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (public certificates), internal (Caddy's CA) or off.", metavar="MODE"
+        ),
+    ] = None,
+    volume: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--volume",
+            help="NAME:/path for a named volume, /host/dir:/path for a bind mount (admins), "
+            "optional :ro; repeat (replaces the list).",
+            metavar="SPEC",
+        ),
+    ] = None,
+    require_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require-env",
+            help="Variable the app's process must have (repeat; replaces the list).",
+            metavar="NAME",
+        ),
+    ] = None,
+    smoke_http: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--smoke-http",
+            help="PATH[=STATUS] checked through the proxy after each switch (repeat; replaces "
+            "the smoke checks).",
+            metavar="PATH",
+        ),
+    ] = None,
+    drain: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds the old container keeps serving in-flight requests (default 10).",
+            metavar="SECONDS",
+        ),
+    ] = None,
 ) -> None:
     """Create NAME, or change and redeploy it, and show each step live with its time.
 
@@ -373,6 +420,12 @@ def deploy(
             "restart_policy": restart_policy.value if restart_policy else None,
             "memory_limit": memory,
             "cpu_limit": cpus,
+            "domains": domain,
+            "tls": tls,
+            "volumes": [_volume(v) for v in volume] if volume is not None else None,
+            "required_env": require_env,
+            "smoke": [_smoke(v) for v in smoke_http] if smoke_http is not None else None,
+            "drain_seconds": drain,
         }.items()
         if v is not None
     }
@@ -398,6 +451,27 @@ def deploy(
         accepted = api_client.request(config, "PATCH", dep_path, json=changes)
         say(f"changing {', '.join(sorted(changes))} of {name} on {existing['target']}")
     _finish(config, accepted["job_id"], f"deploy of {name}")
+
+
+def _volume(spec: str) -> dict[str, Any]:
+    """`data:/var/lib/app`, `/srv/files:/files:ro`."""
+    parts = spec.split(":")
+    read_only = len(parts) == 3 and parts[2] == "ro"
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not read_only) or not all(parts[:2]):
+        raise ValidationFailed(
+            f"--volume {spec!r}: give NAME:/path or /host/dir:/path, with an optional :ro"
+        )
+    source, path = parts[0], parts[1]
+    key = "source" if source.startswith("/") else "name"
+    return {key: source, "path": path, **({"read_only": True} if read_only else {})}
+
+
+def _smoke(spec: str) -> dict[str, Any]:
+    """`/healthz` or `/healthz=204`."""
+    path, _, status = spec.partition("=")
+    if status and not status.isdigit():
+        raise ValidationFailed(f"--smoke-http {spec!r}: give PATH or PATH=STATUS, like /up=200")
+    return {"http": path, **({"expect": int(status)} if status else {})}
 
 
 def _create(
@@ -430,7 +504,12 @@ def _create(
     if health:
         body["health_check"] = health
     created = api_client.request(config, "POST", "/api/deployments", json=body)
-    say(f"creating {name} on {created['target']}, public port {created['external_port']}")
+    where = (
+        ", ".join(created["domains"])
+        if created.get("domains")
+        else f"public port {created['external_port']}"
+    )
+    say(f"creating {name} on {created['target']}, {where}")
     _finish(config, created["job_id"], f"deploy of {name}")
 
 
@@ -533,3 +612,22 @@ def exec_command(
             return
     err.print("error: the stream ended before the command did", markup=False)
     raise typer.Exit(FAILED)
+
+
+def smoke(name: Name, as_json: JsonOption = False) -> None:
+    """Run NAME's smoke checks now against its serving release; exit 1 if one fails."""
+    config = config_file.load()
+    dep = _find(config, name, None)
+    if dep is None:
+        raise ValidationFailed(f"there is no deployment named {name}")
+    result = api_client.request(config, "POST", f"/api/deployments/{dep['id']}/smoke")
+    if as_json:
+        print_json(result)
+    else:
+        for check in result["checks"]:
+            mark = "ok  " if check["ok"] else "FAIL"
+            say(f"{mark} {check['check']}: {check['detail']} ({check['seconds']:.2f}s)")
+        if not result["checks"]:
+            say(f"{name} has no smoke checks (deploy --smoke-http PATH adds one)")
+    if not all(c["ok"] for c in result["checks"]):
+        raise typer.Exit(1)

@@ -83,6 +83,7 @@ app.command("start")(deployments_cli.start)
 app.command("restart")(deployments_cli.restart)
 app.command("delete")(deployments_cli.delete)
 app.command("exec")(deployments_cli.exec_command)
+app.command("smoke")(deployments_cli.smoke)
 
 
 @app.command()

@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.context import AppContext
+from deploymate.core.db import utcnow
 from deploymate.core.errors import Conflict
 from deploymate.deployments import engine
 from deploymate.deployments.models import Deployment, Release
-from deploymate.runtime import docker
+from deploymate.runtime import docker, proxy, smoke
 from deploymate.runtime.executor import Executor
 from deploymate.runtime.health import HealthCheck, probe
 from deploymate.servers.models import Server
@@ -69,3 +70,26 @@ async def log_tail(
     result = await executor.run(docker.logs(name, tail, timestamps=timestamps))
     lines = (line for line in (result.stdout + "\n" + result.stderr).splitlines() if line)
     return [docker.readable_stamp(line) for line in lines] if timestamps else list(lines)
+
+
+async def smoke_now(db: AsyncSession, *, context: AppContext, dep: Deployment) -> dict[str, Any]:
+    """The deployment's smoke checks against what serves now; the result is kept for the page."""
+    executor, name = await serving(db, context=context, dep=dep)
+    address = (await proxy.status(executor)).address if dep.domains else None
+    results = await smoke.run_all(
+        executor,
+        list(dep.smoke or []),
+        proxy_address=address,
+        port=proxy.CHECK_PORT,
+        host=dep.domains[0] if dep.domains else None,
+        container=name,
+    )
+    release = await db.get(Release, dep.current_release_id) if dep.current_release_id else None
+    dep.smoke_result = {
+        "at": utcnow().isoformat(),
+        "release": release.number if release else None,
+        "on_demand": True,
+        "checks": [r.as_dict() for r in results],
+    }
+    await db.commit()
+    return dict(dep.smoke_result)

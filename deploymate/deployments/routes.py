@@ -228,6 +228,16 @@ async def diagnostics(
     return {**facts, "volumes": await live.volumes(executor, dep.name, list(dep.volumes or []))}
 
 
+@router.post("/{deployment_id}/smoke")
+async def smoke(
+    deployment_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
+) -> dict[str, Any]:
+    """Run the smoke checks now against the serving release (HTTP through the proxy, commands
+    in the container); the result is kept as the deployment's last smoke result."""
+    dep = await service.get(db, caller=me, deployment_id=deployment_id)
+    return await live.smoke_now(db, context=context, dep=dep)
+
+
 @router.get("/{deployment_id}/logs", response_model=None)
 async def logs(
     deployment_id: IdPath,

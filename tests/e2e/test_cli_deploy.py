@@ -280,3 +280,53 @@ def test_every_deploy_option_reaches_an_existing_deployment(
     assert fetch(lab_host.address, new_port) is None
     gone = _cli(["status", "optweb"], cfg)
     assert gone.returncode == 2 and "no deployment named optweb" in gone.stderr
+
+
+def test_the_proxy_options_move_a_deployment_behind_the_proxy_and_smoke_runs_on_demand(
+    tmp_path: Path, running_server: RunningServer, lab_host: LabHost, test_images: dict[str, str]
+) -> None:
+    cfg = tmp_path / "cli.json"
+    _login(cfg, running_server)
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        ).json()["csrf_token"]
+        http.post(
+            "/api/servers", json=key_server(lab_host, "px-box"), headers={"X-CSRF-Token": csrf}
+        )
+    args = ["deploy", "pxweb", "--server", "px-box", "--image", "dm-test/web:v1"]
+    created = _cli([*args, "--health-path", "/version", "--health-interval", "0.3"], cfg)
+    assert created.returncode == 0, created.stdout + created.stderr
+    bad = _cli(["deploy", "pxweb", "--volume", "data"], cfg)
+    assert bad.returncode == 2 and "NAME:/path" in bad.stderr, bad.stderr
+    moved = _cli(
+        [
+            "deploy",
+            "pxweb",
+            "--domain",
+            "px.test",
+            "--tls",
+            "off",
+            "--volume",
+            "data:/data",
+            "--require-env",
+            "DATABASE_URL",
+            "-e",
+            "DATABASE_URL=postgres://db/px",
+            "--smoke-http",
+            "/version=200",
+            "--drain",
+            "0.5",
+        ],
+        cfg,
+    )
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "proxy switched px.test" in moved.stdout and "required env checked" in moved.stdout
+    dep = json.loads(_cli(["status", "pxweb", "--json"], cfg).stdout)["deployment"]
+    assert dep["domains"] == ["px.test"] and dep["external_port"] is None
+    assert dep["volumes"] == [{"name": "data", "path": "/data", "read_only": False}]
+    assert dep["required_env"] == ["DATABASE_URL"] and dep["drain_seconds"] == 0.5
+    res = httpx.get(f"http://{lab_host.address}/version", headers={"Host": "px.test"})
+    assert res.text.strip() == "v1"
+    smoked = _cli(["smoke", "pxweb"], cfg)
+    assert smoked.returncode == 0 and "ok   GET /version: passed" in smoked.stdout, smoked.stdout

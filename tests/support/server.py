@@ -49,6 +49,7 @@ def start(
         "DEPLOYMATE_DATA_DIR": str(data_dir),
         "DEPLOYMATE_ADMIN_USERNAME": "admin",
         "DEPLOYMATE_ADMIN_PASSWORD": admin_password,
+        "DEPLOYMATE_PROXY_IMAGE": "dm-test/caddy:2",  # built offline (tests/support/images.py)
         **(extra_env or {}),
     }
     with log_path.open("wb") as log:
