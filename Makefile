@@ -27,6 +27,7 @@ pytest:
 bench:  ## (root) redeploy vs bare docker swap on a lab host; list latency and SQL per request
 	$(VENV)/bin/python -m benchmarks.deploy_latency
 	$(VENV)/bin/python -m benchmarks.api_latency
+	$(VENV)/bin/python -m benchmarks.zero_downtime
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

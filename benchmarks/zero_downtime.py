@@ -1,0 +1,180 @@
+"""Releases behind the proxy under load, on a lab host: how many requests a deploy drops.
+
+Run as root from the repository: `.venv/bin/python -m benchmarks.zero_downtime`.
+
+1. Load run: about 200 requests a second through the proxy (a new connection each) during 10
+   back-to-back redeploys and 2 rollbacks of one deployment (drain 8 s, as in production where
+   it defaults to 10 s); every failed or wrong-version answer counts. Prints `failed N of M`.
+2. Ratio: a DeployMate redeploy (drain 0) against the bare commands of the same swap, measured
+   here in the same run: `docker run` the new container on the proxy's network, poll it at its
+   address until it answers, write the proxy config and POST it to Caddy's admin socket, then
+   `docker rm -f` the old container.
+3. Rollback time: POST rollback until the job succeeded (drain 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from deploymate.app import create_app
+from deploymate.runtime import proxy
+from tests.conftest import ADMIN_PASSWORD, make_settings
+from tests.e2e.conftest import key_server
+from tests.support import images
+from tests.support.api import login
+from tests.support.deploy import fast_health, wait_job
+from tests.support.lab import Lab, LabHost
+from tests.support.load import steady_load
+
+DOMAIN = "bench.test"
+
+
+def _redeploy(client: TestClient, dep_id: int, version: str) -> float:
+    started = time.monotonic()
+    res = client.post(
+        f"/api/deployments/{dep_id}/redeploy", json={"image": f"dm-test/web:{version}"}
+    )
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    return time.monotonic() - started
+
+
+def _rollback(client: TestClient, dep_id: int) -> float:
+    started = time.monotonic()
+    res = client.post(f"/api/deployments/{dep_id}/rollback", json={})
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    return time.monotonic() - started
+
+
+def _ip(host: LabHost, name: str) -> str:
+    fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return host.docker("inspect", "--format", fmt, name).stdout.strip()
+
+
+def bare_swaps(host: LabHost, rounds: int, workdir: Path) -> list[float]:
+    """The same swap by hand, on the proxy DeployMate installed (a route of its own)."""
+    socket = (
+        host.docker(
+            "volume", "inspect", "--format", "{{.Mountpoint}}", proxy.CONFIG_VOLUME
+        ).stdout.strip()
+        + f"/{proxy.ADMIN_SOCKET}"
+    )
+    times, old = [], None
+    for i in range(rounds + 1):
+        version = "v2" if i % 2 else "v1"
+        name = f"bare-{i}"
+        started = time.monotonic()
+        host.docker(
+            "run", "-d", "--network", proxy.NETWORK, "--name", name, f"dm-test/web:{version}"
+        )
+        ip = _ip(host, name)
+        while host.exec(
+            "curl", "-sf", "-o", "/dev/null", f"http://{ip}/version", check=False
+        ).returncode:
+            time.sleep(0.05)
+        config = proxy.render([proxy.Route("bare", ("bare.test",), f"{name}:80", "off")])
+        (workdir / "c.json").write_text(json.dumps(config))
+        host.docker("cp", str(workdir / "c.json"), f"{proxy.CONTAINER}:{proxy.CONFIG_FILE}")
+        subprocess.run(
+            [
+                "curl",
+                "-sf",
+                "--unix-socket",
+                socket,
+                "-H",
+                "Host: ",
+                "-H",
+                "Content-Type: application/json",
+                "--data",
+                f"@{workdir / 'c.json'}",
+                "http://admin/load",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        if old:
+            host.docker("rm", "-f", old)
+        if i:
+            times.append(time.monotonic() - started)
+        old = name
+    host.docker("rm", "-f", old or "")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--rounds", type=int, default=7, help="redeploys for the ratio")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dm-bench-zd-"))
+    with Lab() as lab:
+        images.build_images(None)
+        images.build_caddy_image(None)
+        host = lab.add_host()
+        settings = make_settings(tmp, f"sqlite+aiosqlite:///{tmp / 'dm.db'}")
+        with TestClient(create_app(settings)) as client:
+            client.headers["X-CSRF-Token"] = login(client, "admin", ADMIN_PASSWORD)
+            sid = client.post("/api/servers", json=key_server(host, "bench")).json()["id"]
+            body: dict[str, Any] = {
+                "name": "bench",
+                "server_id": sid,
+                "image": "dm-test/web:v1",
+                "internal_port": 80,
+                "health_check": fast_health(interval=0.2, retries=100),
+                "domains": [DOMAIN],
+                "tls": "off",
+                "drain_seconds": 8,
+            }
+            res = client.post("/api/deployments", json=body)
+            dep_id = res.json()["id"]
+            assert wait_job(client, res.json()["job_id"])["status"] == "succeeded"
+            started = time.monotonic()
+            with steady_load(
+                f"http://{host.address}/version",
+                DOMAIN,
+                rate=args.rate,
+                workers=16,
+                accept=("v1", "v2"),
+            ) as report:
+                time.sleep(1)
+                for i in range(10):
+                    _redeploy(client, dep_id, "v2" if i % 2 == 0 else "v1")
+                    if i in (4, 9):
+                        _rollback(client, dep_id)
+                time.sleep(1)
+            took = time.monotonic() - started
+            changed = client.patch(f"/api/deployments/{dep_id}", json={"drain_seconds": 0})
+            assert wait_job(client, changed.json()["job_id"])["status"] == "succeeded"
+            ours = [
+                _redeploy(client, dep_id, "v2" if i % 2 == 0 else "v1") for i in range(args.rounds)
+            ]
+            rollbacks = [_rollback(client, dep_id) for _ in range(3)]
+            base = bare_swaps(host, args.rounds, tmp)
+    print(
+        f"load: {args.rate:g} req/s for {took:.0f}s during 10 redeploys and 2 rollbacks (drain 8s)"
+    )
+    print(
+        f"failed {report.failed} of {report.sent}; answers {dict(report.answers)}"
+        + (f"; errors {dict(report.errors)}" if report.errors else "")
+    )
+    b, d = statistics.median(base), statistics.median(ours)
+    print(f"bare docker swap behind the proxy (run, poll, load config, rm old): median {b:.3f}s")
+    print(
+        f"DeployMate redeploy (health, env guard, switch, remove old; drain 0): median {d:.3f}s"
+    )
+    print(f"ratio DeployMate / bare docker: {d / b:.2f}x")
+    print(f"rollback: median {statistics.median(rollbacks):.3f}s (max {max(rollbacks):.3f}s)")
+
+
+if __name__ == "__main__":
+    main()
