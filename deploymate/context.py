@@ -32,6 +32,8 @@ class AppContext:
     local: LocalExecutor = field(default_factory=LocalExecutor)
     # Named in-process locks (e.g. one per target's proxy), made on first use.
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Small facts about targets that do not change while a process runs (e.g. a volume's path).
+    memo: dict[str, str] = field(default_factory=dict)
     _wakers: list[Callable[[], None]] = field(default_factory=list)
 
     def control_docker(self) -> LocalExecutor | None:

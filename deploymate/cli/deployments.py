@@ -568,17 +568,30 @@ def delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask; for scripts.", show_default=False)
     ] = False,
+    volumes: Annotated[
+        bool,
+        typer.Option(
+            "--volumes", help="Also remove its named volumes and their data.", show_default=False
+        ),
+    ] = False,
 ) -> None:
-    """Remove the deployment's container and free its port; its history stays."""
+    """Remove the deployment's container, its proxy route and its port; its history stays, and
+    so do its volumes unless --volumes."""
     config = config_file.load()
     dep = _require(config, name)
     if not yes:
         if not sys.stdin.isatty():
             raise ValidationFailed(f"deleting {name} needs a yes: add --yes")
-        typed = typer.prompt(f"This removes {name}'s container on {dep['target']}. Type its name")
+        what = "container and its volumes' data" if volumes else "container"
+        typed = typer.prompt(f"This removes {name}'s {what} on {dep['target']}. Type its name")
         if typed != name:
             raise ValidationFailed(f"{typed!r} is not {name}; nothing was deleted")
-    accepted = api_client.request(config, "DELETE", f"/api/deployments/{dep['id']}")
+    accepted = api_client.request(
+        config,
+        "DELETE",
+        f"/api/deployments/{dep['id']}",
+        params={"volumes": "true"} if volumes else None,
+    )
     _finish(config, accepted["job_id"], f"delete of {name}")
 
 

@@ -5,6 +5,7 @@ A deploy's outcome is recorded and announced (event `deploy.*`) in one transacti
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,16 +119,18 @@ class JobRouter:
 
     async def address(self) -> str | None:
         if self._address is None:
-            self._address = (await proxy.status(self.executor)).address
+            self._address = await proxy.address(self.executor)
         return self._address
 
 
 async def deploy(ctx: JobContext) -> None:
     context: AppContext = ctx.context
     lines: list[str] = []
+    started = time.monotonic()
 
     async def step(message: str) -> None:
-        lines.append(message)
+        """Into the job's live log, and into the release's log with its time since the start."""
+        lines.append(f"{time.monotonic() - started:6.2f}s  {message}")
         await ctx.log(message)
 
     async with ctx.sessions() as db:

@@ -75,7 +75,7 @@ async def log_tail(
 async def smoke_now(db: AsyncSession, *, context: AppContext, dep: Deployment) -> dict[str, Any]:
     """The deployment's smoke checks against what serves now; the result is kept for the page."""
     executor, name = await serving(db, context=context, dep=dep)
-    address = (await proxy.status(executor)).address if dep.domains else None
+    address = await proxy.address(executor) if dep.domains else None
     results = await smoke.run_all(
         executor,
         list(dep.smoke or []),

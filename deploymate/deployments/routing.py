@@ -42,6 +42,14 @@ async def routes_for(db: AsyncSession, server_id: int | None) -> list[Route]:
     ]
 
 
+async def _socket(context: AppContext, server_id: int | None, executor: Executor) -> str:
+    """The admin socket's path on the target; it stays where its volume is."""
+    key = target_key(server_id)
+    if key not in context.memo:
+        context.memo[key] = await proxy.admin_socket(executor)
+    return context.memo[key]
+
+
 async def _render(context: AppContext, server_id: int | None) -> dict[str, object]:
     async with context.sessions() as db:
         return proxy.render(await routes_for(db, server_id))
@@ -51,8 +59,7 @@ async def sync(context: AppContext, server_id: int | None, executor: Executor) -
     """Write and load the configuration the records describe (the proxy must be installed)."""
     async with _lock(context, server_id):
         config = await _render(context, server_id)
-        await executor.run(proxy.write_config(proxy.CONTAINER, config))
-        await proxy.load(executor, await proxy.admin_socket(executor), config)
+        await proxy.load(executor, await _socket(context, server_id, executor), config)
 
 
 async def point(
@@ -92,12 +99,12 @@ async def ensure(
     records written before Caddy starts; a running proxy is left as it is."""
     server_id = server.id if server else None
     async with _lock(context, server_id):
+        if not replace and await proxy.running(executor):
+            return proxy.Status(True, True, detail="running")  # one command on every release
         if not (await executor.run(proxy.network_inspect())).stdout.strip():
             await log(f"creating the Docker network {proxy.NETWORK}")
             await executor.run(proxy.network_create())
         current = await proxy.status(executor)
-        if current.running and not replace:
-            return current
         image = context.settings.proxy_image
         await images.ensure(
             executor, image, pinned_id=None, control=context.control_docker(), log=log
@@ -111,7 +118,8 @@ async def ensure(
         await executor.run(proxy.create(image))
         await executor.run(proxy.write_config(proxy.CONTAINER, config))
         await executor.run(docker.start(proxy.CONTAINER))
-        socket = await proxy.admin_socket(executor)
+        context.memo.pop(target_key(server_id), None)
+        socket = await _socket(context, server_id, executor)
         for _ in range(50):  # Caddy opens its admin socket a moment after it starts
             try:
                 await proxy.load(executor, socket, config)

@@ -72,7 +72,9 @@ def render(routes: Sequence[Route]) -> dict[str, Any]:
     if secure:
         servers["https"] = {"listen": [":443"], "routes": secure}
     config: dict[str, Any] = {
-        "admin": {"listen": f"unix/{CONFIG_DIR}/{ADMIN_SOCKET}", "config": {"persist": False}},
+        # Caddy keeps a copy of each config DeployMate loads (autosave, in its data volume) and
+        # resumes from it when Docker restarts it: the last rendering of the records.
+        "admin": {"listen": f"unix/{CONFIG_DIR}/{ADMIN_SOCKET}", "config": {"persist": True}},
         "storage": {"module": "file_system", "root": "/data/caddy"},
         "apps": {"http": {"servers": servers}},
     }
@@ -138,6 +140,7 @@ def create(image: str) -> Command:
         "run",
         "--config",
         CONFIG_FILE,
+        "--resume",
         timeout=120,
     )
 
@@ -220,6 +223,19 @@ async def status(executor: Executor) -> Status:
         started_at=state.started_at,
         detail="running",
     )
+
+
+async def running(executor: Executor) -> bool:
+    found = await executor.run(docker.inspect_format(CONTAINER, "{{.State.Running}}"))
+    return found.stdout.strip() == "true"
+
+
+async def address(executor: Executor) -> str | None:
+    """The proxy's address on the deployments' network (for checks through it)."""
+    found = await executor.run(
+        docker.inspect_format(CONTAINER, f"{{{{.NetworkSettings.Networks.{NETWORK}.IPAddress}}}}")
+    )
+    return found.stdout.strip() or None
 
 
 async def admin_socket(executor: Executor) -> str:

@@ -31,6 +31,19 @@ BAD_CHANGES: list[dict[str, Any]] = [
     {"health_check": {"type": "http", "path": "no-slash"}},
     {"memory_limit": "lots"},
     {"unknown": 1},
+    {"domains": ["*.shop.test"]},
+    {"domains": ["shop.test:8443"]},
+    {"domains": ["shop.test/admin"]},
+    {"domains": ["not a host"]},
+    {"tls": "maybe"},
+    {"volumes": [{"name": "data", "path": "data"}]},
+    {"volumes": [{"name": "data", "path": "/"}]},
+    {"volumes": [{"name": "data", "path": "/data,readonly"}]},
+    {"smoke": [{"command": ["sh", "-c", "true\x00"]}]},
+    {"smoke": [{"http": "/ok", "expect": 999}]},
+    {"drain_seconds": -1},
+    {"drain_seconds": 3601},
+    {"required_env": ["1BAD"]},
 ]
 
 
@@ -98,3 +111,47 @@ def test_a_redeploy_to_an_image_found_nowhere_records_no_release(
         res = call()
         assert res.status_code == 422 and res.json()["code"] == "image_missing", res.text
     assert len(client.get(f"/api/deployments/{dep_id}/releases").json()) == 1
+
+
+def test_required_env_the_configuration_lacks_is_refused_and_nothing_changes(
+    client: TestClient, dep_id: int
+) -> None:
+    before = client.get(f"/api/deployments/{dep_id}").json()
+    res = client.patch(f"/api/deployments/{dep_id}", json={"required_env": ["DATABASE_URL"]})
+    assert res.status_code == 422 and res.json()["code"] == "required_env_missing", res.text
+    assert "missing DATABASE_URL" in res.json()["detail"]
+    assert client.get(f"/api/deployments/{dep_id}").json() == before
+    # Given as a secret, it satisfies the guard (values are never shown).
+    res = client.patch(
+        f"/api/deployments/{dep_id}",
+        json={"required_env": ["DATABASE_URL"], "secret_env": {"DATABASE_URL": "pg://x"}},
+    )
+    assert res.status_code == 202, res.text
+    wait_job(client, res.json()["job_id"], timeout=60)
+
+
+def test_a_domain_held_on_the_target_is_refused_with_409(client: TestClient, dep_id: int) -> None:
+    res = client.patch(f"/api/deployments/{dep_id}", json={"domains": ["Shop.Test"]})
+    assert res.status_code == 202, res.text
+    wait_job(client, res.json()["job_id"], timeout=60)
+    dep = client.get(f"/api/deployments/{dep_id}").json()
+    assert dep["domains"] == ["shop.test"] and dep["external_port"] is None
+    body = {"name": "thief", "server_id": None, "image": MISSING_IMAGE, "internal_port": 80}
+    taken = client.post("/api/deployments", json={**body, "domains": ["shop.test"]})
+    assert taken.status_code == 409 and taken.json()["code"] == "domain_taken", taken.text
+    assert "served by the deployment web" in taken.json()["detail"]
+    assert [d["name"] for d in client.get("/api/deployments").json()] == ["web"]
+    # Back to a published port: one is chosen again.
+    res = client.patch(f"/api/deployments/{dep_id}", json={"domains": []})
+    assert res.status_code == 202, res.text
+    wait_job(client, res.json()["job_id"], timeout=60)
+    assert client.get(f"/api/deployments/{dep_id}").json()["external_port"] is not None
+
+
+def test_bind_mounts_are_for_admins_under_the_allowed_roots(
+    client: TestClient, dep_id: int
+) -> None:
+    bind = {"volumes": [{"source": "/etc", "path": "/host-etc"}]}
+    res = client.patch(f"/api/deployments/{dep_id}", json=bind)
+    assert res.status_code == 422 and res.json()["code"] == "bind_mount_refused", res.text
+    assert "DEPLOYMATE_BIND_MOUNT_ROOTS" in res.json()["detail"]

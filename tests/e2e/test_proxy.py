@@ -134,8 +134,9 @@ def test_a_redeploy_under_load_fails_no_request(e2e_client: TestClient, lab_host
 
 
 def _proxy_config(host: LabHost, tmp: Path) -> str:
-    host.docker("cp", "deploymate-proxy:/run/deploymate/caddy.json", str(tmp / "caddy.json"))
-    return (tmp / "caddy.json").read_text()
+    """The config Caddy runs with (its autosave of the last load)."""
+    host.docker("cp", "deploymate-proxy:/data/config/caddy/autosave.json", str(tmp / "c.json"))
+    return (tmp / "c.json").read_text()
 
 
 def test_an_unhealthy_release_leaves_the_proxy_and_the_old_container_untouched(

@@ -37,9 +37,10 @@ def test_routes_go_by_host_name_and_tls_mode() -> None:
     assert policies == [
         {"subjects": ["shop.test", "www.shop.test"], "issuers": [{"module": "internal"}]}
     ]
-    # The admin API is a Unix socket, never a TCP port, and Caddy keeps no config of its own.
+    # The admin API is a Unix socket, never a TCP port; Caddy saves what it is given, to resume
+    # from it when Docker restarts it.
     assert config["admin"]["listen"].startswith("unix/")
-    assert config["admin"]["config"] == {"persist": False}
+    assert config["admin"]["config"] == {"persist": True}
 
 
 def test_no_route_no_https_server() -> None:
@@ -64,7 +65,7 @@ def test_the_config_travels_as_a_tar_stream_for_docker_cp() -> None:
 
 def test_the_proxy_runs_caddy_explicitly_publishing_only_80_and_443() -> None:
     argv = proxy.create("registry.test/caddy:2").argv
-    assert argv[-4:] == ("caddy", "run", "--config", proxy.CONFIG_FILE)
+    assert argv[-5:] == ("caddy", "run", "--config", proxy.CONFIG_FILE, "--resume")
     published = [argv[i + 1] for i, a in enumerate(argv) if a == "--publish"]
     assert published == ["80:80", "443:443"]
 
