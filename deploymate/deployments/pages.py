@@ -53,6 +53,11 @@ CONFIRMED = ("stop", "restart", "delete")  # interrupt the service: asked for tw
 LOG_LINES = 100
 TARGET_TIMEOUT = 15.0  # seconds for the live sections of a deployment's page
 ACTIVE_JOB = ("queued", "running")
+TLS_MODES = {
+    "auto": "a public certificate; needs public DNS pointing at the server",
+    "internal": "a certificate from the proxy's own authority; browsers warn",
+    "off": "plain HTTP",
+}
 
 
 # --- the create workflow ---------------------------------------------------------------------
@@ -284,6 +289,12 @@ async def _detail_page(
         "idle": idle,
         "watch_state": json.dumps(await service.state_of(db, dep.id)),
         "address": server.host if server else None,
+        "domain_links": [
+            {"domain": domain, "url": presenters.domain_url(dep, domain)}
+            for domain in dep.domains or []
+        ],
+        "tls_modes": TLS_MODES,
+        "smoke_lines": [forms.smoke_line(check) for check in dep.smoke or []],
         "releases": releases,
         "release_numbers": {r.id: r.number for r in releases},
         "activity": await service.activity(db, dep=dep),
@@ -383,12 +394,18 @@ def _operation(kind: str) -> Any:
         db: DbDep,
         context: ContextDep,
         confirm: Annotated[str, Form(max_length=10)] = "",
+        volumes: Annotated[str, Form(max_length=10)] = "",
     ) -> Response:
         try:
             if kind in CONFIRMED and confirm != "yes":
                 raise ValidationFailed(f"Tick the confirmation box to {kind} the deployment.")
             job = await service.operate(
-                db, context=context, caller=me, deployment_id=deployment_id, kind=kind
+                db,
+                context=context,
+                caller=me,
+                deployment_id=deployment_id,
+                kind=kind,
+                extra={"volumes": True} if kind == "delete" and volumes == "yes" else None,
             )
         except DeployMateError as exc:
             page = partial(_detail_page, request, me, db, context, deployment_id)

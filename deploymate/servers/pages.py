@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from functools import partial
 from typing import Annotated, Any
@@ -16,8 +17,12 @@ from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError
 from deploymate.core.ids import parse_id
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
+from deploymate.runtime import proxy
+from deploymate.runtime.errors import RuntimeFailure
 from deploymate.servers import checks, presenters, service
+from deploymate.servers.models import Server
 from deploymate.servers.schemas import HostPort, ServerCreate, ServerUpdate
+from deploymate.servers.targets import executor_for
 from deploymate.web import flash
 from deploymate.web.forms import number, refused
 from deploymate.web.render import pager, render
@@ -27,6 +32,7 @@ PAGE = "/app/server-review"
 
 TEXT_FIELDS = ("name", "host", "username", "purpose", "criticality", "notes")
 SECRET_FIELDS = ("private_key", "passphrase", "password")
+PROXY_TIMEOUT = 15.0  # seconds for the proxy's state on a server's own view
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -58,6 +64,7 @@ async def _page(
         "message": None,
         "result": None,
         "diagnostics": None,
+        "proxy_state": None,
     }
     return render(request, "servers.html", {**base, **extra}, me=me, status=status)
 
@@ -206,16 +213,37 @@ async def test(
     return await _page(request, me, db, context, result=result, result_server_id=server_id)
 
 
+async def _proxy_state(context: AppContext, server: Server) -> dict[str, Any]:
+    """The proxy on one server, for that server's own view only (never per row of a list).
+    A server that does not answer shows the proxy as unknown; the page itself still renders."""
+    try:
+        found = await asyncio.wait_for(proxy.status(executor_for(context, server)), PROXY_TIMEOUT)
+    except RuntimeFailure as exc:
+        return {"known": False, "detail": exc.detail}
+    except TimeoutError:
+        return {"known": False, "detail": f"no answer within {PROXY_TIMEOUT:g}s"}
+    return {"known": True, **found.as_dict()}
+
+
 @router.get(f"{PAGE}/{{server_id}}/diagnostics", response_class=HTMLResponse)
 async def diagnostics(
     server_id: IdPath, request: Request, me: CallerDep, db: DbDep, context: ContextDep
 ) -> Response:
+    """The server's own view: host facts, and the state and version of its proxy."""
     try:
         facts = await checks.diagnostics(db, context=context, caller=me, server_id=server_id)
+        server = await service.get(db, caller=me, server_id=server_id)
     except DeployMateError as exc:
         return await refused(db, exc, partial(_page, request, me, db, context))
     return await _page(
-        request, me, db, context, diagnostics=asdict(facts), result_server_id=server_id
+        request,
+        me,
+        db,
+        context,
+        diagnostics=asdict(facts),
+        proxy_state=await _proxy_state(context, server),
+        proxy_server=server.name,
+        result_server_id=server_id,
     )
 
 

@@ -445,3 +445,223 @@ def test_a_first_deploy_in_progress_shows_starting_not_errors(client: TestClient
     assert 'data-testid="starting"' in page
     for section in ("health-error", "diagnostics-error", "logs-error"):
         assert f'data-testid="{section}"' not in page, section
+
+
+PROXY_FORM = {
+    "env": "MODE=blue",
+    "domains": "Shop.example.com, www.example.com",
+    "tls": "internal",
+    "volumes": "data:/var/lib/app\ncache:/cache:ro",
+    "required_env": "MODE, API_TOKEN",
+    "smoke": "GET /health 200 all good\ncmd: sh -c 'test -f /tmp/ready'\ntimeout=30 HEAD /",
+    "drain_seconds": "2.5",
+}
+
+
+def test_the_forms_take_domains_tls_volumes_required_env_smoke_and_drain(
+    client: TestClient,
+) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    dep_id, _ = _create_local(client, "proxied", **PROXY_FORM)  # the external port left empty
+    dep = client.get(f"/api/deployments/{dep_id}").json()
+    assert dep["domains"] == ["shop.example.com", "www.example.com"]
+    assert dep["external_port"] is None and dep["tls"] == "internal"
+    assert dep["volumes"] == [
+        {"name": "data", "path": "/var/lib/app", "read_only": False},
+        {"name": "cache", "path": "/cache", "read_only": True},
+    ]
+    assert dep["required_env"] == ["MODE", "API_TOKEN"] and dep["drain_seconds"] == 2.5
+    assert dep["smoke"] == [
+        {
+            "http": "/health",
+            "method": "GET",
+            "expect": 200,
+            "contains": "all good",
+            "timeout": 10.0,
+        },
+        {
+            "command": ["sh", "-c", "test -f /tmp/ready"],
+            "method": "GET",
+            "expect": 200,
+            "timeout": 10.0,
+        },
+        {"http": "/", "method": "HEAD", "expect": 200, "timeout": 30.0},
+    ]
+
+    async def smoked(db: AsyncSession) -> None:
+        found = await db.get(Deployment, dep_id)
+        assert found is not None
+        found.smoke_result = {
+            "at": "2025-01-02T03:04:05+00:00",
+            "release": 1,
+            "checks": [
+                {"check": "GET /health", "ok": True, "detail": "200", "seconds": 0.02},
+                {"check": "HEAD /", "ok": False, "detail": "expected 200, got 502", "seconds": 1},
+            ],
+        }
+        await db.commit()
+
+    run_in_app(client, smoked)
+    page = client.get(f"/deployments/{dep_id}").text
+    summary = page[page.index('data-testid="summary"') : page.index('data-testid="settings"')]
+    assert 'href="https://shop.example.com/"' in summary
+    assert 'href="https://www.example.com/"' in summary
+    assert re.search(r'data-testid="tls">internal', summary)
+    assert "<code>cache</code> → <code>/cache</code>" in summary and "read-only" in summary
+    assert "<code>MODE</code> <code>API_TOKEN</code>" in summary
+    assert "timeout=30 HEAD / 200" in summary and "2.5s" in summary
+    result = summary[summary.index('data-testid="smoke-result"') :]
+    assert result.startswith('data-testid="smoke-result"><span class="pill status-bad">failed<')
+    assert "release #1" in result
+    assert "expected 200, got 502" in result and result.count('data-testid="smoke-check"') == 2
+    listing = client.get("/app/deployments").text
+    assert (
+        'href="https://shop.example.com/"' in listing and "<code>shop.example.com</code>" in listing
+    )
+
+    # The edit form shows the same syntax back: sending it unchanged changes nothing.
+    import html
+
+    form = {key: html.unescape(value) for key, value in _settings_form(page).items()}
+    assert form["domains"] == "shop.example.com\nwww.example.com" and form["tls"] == "internal"
+    assert form["volumes"] == "data:/var/lib/app\ncache:/cache:ro"
+    assert form["smoke"] == (
+        "GET /health 200 all good\ncmd: sh -c 'test -f /tmp/ready'\ntimeout=30 HEAD / 200"
+    )
+    unchanged = client.post(f"/deployments/{dep_id}/settings", data=form)
+    assert unchanged.status_code == 200 and "Nothing changed." in unchanged.text
+    # ... and the same settings written another way are no change either.
+    same = {**form, "domains": "shop.example.com,www.example.com", "required_env": "MODE,API_TOKEN"}
+    assert "Nothing changed." in client.post(f"/deployments/{dep_id}/settings", data=same).text
+
+    changed = {
+        **form,
+        "domains": "shop.example.com",
+        "tls": "off",
+        "volumes": "data:/var/lib/app:ro",
+        "required_env": "",
+        "smoke": "GET /ready 204",
+        "drain_seconds": "0",
+    }
+    res = client.post(f"/deployments/{dep_id}/settings", data=changed, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    wait_job(client, int(res.headers["location"].split("job=")[1]), timeout=60)
+    dep = client.get(f"/api/deployments/{dep_id}").json()
+    assert dep["domains"] == ["shop.example.com"] and dep["tls"] == "off"
+    assert dep["volumes"] == [{"name": "data", "path": "/var/lib/app", "read_only": True}]
+    assert dep["required_env"] == [] and dep["drain_seconds"] == 0
+    assert dep["smoke"] == [{"http": "/ready", "method": "GET", "expect": 204, "timeout": 10.0}]
+    assert 'href="http://shop.example.com/"' in client.get(f"/deployments/{dep_id}").text
+
+
+def test_a_settings_line_that_cannot_be_read_is_refused_with_its_line(client: TestClient) -> None:
+    _console_login(client, "admin", ADMIN_PASSWORD)
+    page = client.get(WORKFLOW)
+    base = {
+        "csrf_token": _form_csrf(page.text),
+        "server_id": "local",
+        "name": "unreadable",
+        "image": MISSING_IMAGE,
+        "internal_port": "80",
+    }
+
+    def refused_fields(res: Any) -> dict[str, str]:
+        assert res.status_code == 422, res.text
+        assert 'data-testid="form-error"' in res.text
+        return dict(re.findall(r'data-field="([^"]+)">([^<]+)<', res.text))
+
+    errors = refused_fields(client.post(WORKFLOW, data={**base, "smoke": "GET /ok\nFETCH /x"}))
+    assert errors["smoke"].startswith("line 2 (FETCH /x): write GET /path [status] [text]")
+    errors = refused_fields(client.post(WORKFLOW, data={**base, "volumes": "data"}))
+    assert errors["volumes"].startswith("line 1 (data): write name:/path for a named volume")
+    # What the parser reads but the model refuses is named by its entry, next to the field.
+    res = client.post(WORKFLOW, data={**base, "domains": "ok.example.com, not a host"})
+    errors = refused_fields(res)
+    assert errors["domains.1"].startswith("entry 2: ") and "not a host name" in errors["domains.1"]
+    errors = refused_fields(client.post(WORKFLOW, data={**base, "drain_seconds": "soon"}))
+    assert "drain_seconds" in errors
+    # A bind mount outside the allowed roots is refused by the use case, next to the field.
+    errors = refused_fields(client.post(WORKFLOW, data={**base, "volumes": "/etc:/host-etc:ro"}))
+    assert "outside the directories allowed for bind mounts" in errors["volumes"]
+    res = client.post(
+        WORKFLOW, data={**base, "domains": "shop.example.com", "external_port": "8080"}
+    )
+    assert res.status_code == 422 and "leave the external port empty" in res.text
+    assert client.get("/api/deployments").json() == []
+
+    dep_id, _ = _create_local(client, "readable")
+    form = _settings_form(client.get(f"/deployments/{dep_id}").text)
+    res = client.post(f"/deployments/{dep_id}/settings", data={**form, "smoke": "FETCH /x"})
+    assert res.status_code == 422 and "line 1 (FETCH /x)" in res.text
+    assert len(client.get(f"/api/deployments/{dep_id}/releases").json()) == 1  # nothing saved
+    assert client.get(f"/api/deployments/{dep_id}").json()["smoke"] == []
+
+
+def test_a_servers_own_view_shows_its_proxy_and_survives_an_unreachable_one(
+    client: TestClient, monkeypatch: Any
+) -> None:
+    """The proxy's state is asked on the server's diagnostics view only, never per row."""
+    from deploymate.runtime import proxy
+    from deploymate.runtime.errors import RuntimeFailure, Unreachable
+    from deploymate.runtime.host_facts import Diagnostics
+    from deploymate.servers import pages as server_pages
+    from deploymate.servers.models import Server
+
+    _console_login(client, "admin", ADMIN_PASSWORD)
+
+    async def add_server(db: AsyncSession) -> int:
+        admin_id = (await db.execute(select(User.id).where(User.username == "admin"))).scalar_one()
+        server = Server(
+            name="edge-1",
+            host="edge1.example.test",
+            username="deploy",
+            auth_type="password",
+            credentials="gAAAAA-not-read-here",
+            owner_id=admin_id,
+        )
+        db.add(server)
+        await db.commit()
+        return server.id
+
+    server_id = run_in_app(client, add_server)
+    facts = Diagnostics(
+        "27.0.1", "1.47", 2, 2 << 30, 1 << 30, "/var/lib/docker", 1 << 30, 4 << 30, [0.1, 0.2, 0.3]
+    )
+
+    async def diagnostics(*_: Any, **__: Any) -> Diagnostics:
+        return facts
+
+    answers: list[Any] = []
+
+    async def status(_executor: Any) -> proxy.Status:
+        answer = answers.pop(0)
+        if isinstance(answer, RuntimeFailure):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(server_pages.checks, "diagnostics", diagnostics)
+    monkeypatch.setattr(server_pages, "executor_for", lambda _context, _server: object())
+    monkeypatch.setattr(proxy, "status", status)
+
+    def proxy_state() -> str:
+        page = client.get(f"/app/server-review/{server_id}/diagnostics")
+        assert page.status_code == 200 and 'data-testid="diagnostics"' in page.text
+        found = re.search(r'data-testid="proxy-state">(.*?)</dd>', page.text, re.S)
+        assert found, page.text
+        return " ".join(re.sub(r"<[^>]+>", "", found.group(1)).split())
+
+    answers.append(proxy.Status(True, True, image="caddy:2", version="v2.8.4", detail="running"))
+    assert proxy_state() == "running · version v2.8.4 · image caddy:2"
+    answers.append(proxy.Status(False, False, detail="not installed"))
+    assert proxy_state() == (
+        "not installed (installed by the first deployment with domains, "
+        "or deploymate proxy install edge-1)"
+    )
+    answers.append(proxy.Status(True, False, image="caddy:2", detail="exited (exit 1)"))
+    assert proxy_state() == "not running: exited (exit 1) · version unknown · image caddy:2"
+    answers.append(Unreachable("no answer within 10s"))
+    assert proxy_state() == "unknown: no answer within 10s"
+    # the lists never ask the servers
+    for path in ("/app/server-review", "/app/servers"):
+        assert client.get(path).status_code == 200
+    assert answers == []

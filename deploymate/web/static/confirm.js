@@ -20,6 +20,8 @@
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || !form.hasAttribute("data-confirm")) return;
     var question = form.getAttribute("data-confirm");
+    var data = form.querySelector('input[name="volumes"]');
+    if (data && data.checked) question += " Its volumes and their data are removed too.";
     var name = form.getAttribute("data-confirm-name");
     var ok = name
       ? window.prompt(question + "\n\nType " + name + " to confirm:") === name
