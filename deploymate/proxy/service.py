@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.audit import service as audit
 from deploymate.context import AppContext
 from deploymate.core.caller import Caller
+from deploymate.core.errors import NotFound
+from deploymate.core.ids import parse_id
 from deploymate.deployments import routing
 from deploymate.runtime import proxy
 from deploymate.runtime.errors import RuntimeFailure
@@ -30,8 +32,11 @@ async def target_of(
     if target == LOCAL:
         require_control_host(context.settings, caller)
         return None
-    if target.isdigit():
-        return await servers.get(db, caller=caller, server_id=int(target))
+    if target.isascii() and target.isdigit():
+        server_id = parse_id(target)
+        if server_id is None:
+            raise NotFound(f"no such server: {target[:20]}")
+        return await servers.get(db, caller=caller, server_id=server_id)
     return await servers.find(db, caller=caller, name=target)
 
 
