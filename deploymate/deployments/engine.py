@@ -343,8 +343,7 @@ async def retire(executor: Executor, name: str, drain_seconds: float, log: Log) 
     if drain_seconds > 0:
         await log(f"draining {name} for {drain_seconds:g}s (in-flight requests finish)")
         await asyncio.sleep(drain_seconds)
-    await executor.run(docker.stop(name))
-    await executor.run(docker.remove(name))
+    await executor.run(docker.stop_and_remove(name))
     await log(f"stopped and removed the previous container {name}")
 
 

@@ -5,6 +5,7 @@ A deploy's outcome is recorded and announced (event `deploy.*`) in one transacti
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -159,9 +160,13 @@ async def deploy(ctx: JobContext) -> None:
         if server is not None and ctx.job.payload.get(STREAM_FROM_CONTROL)
         else None
     )
+    routed = bool(release.config.get("domains"))
     try:
-        info = await images.ensure(
-            executor, ref, pinned_id=pinned, control=control, log=step, auth=auth
+        # The image and the proxy are independent: both are made sure of at once (a running
+        # proxy costs one inspect; its network then exists for the new container).
+        info, _ = await asyncio.gather(
+            images.ensure(executor, ref, pinned_id=pinned, control=control, log=step, auth=auth),
+            routing.ensure(context, server, executor, step) if routed else _nothing(),
         )
         async with ctx.sessions() as db:
             rel = await db.get(Release, release.id)
@@ -174,7 +179,6 @@ async def deploy(ctx: JobContext) -> None:
         await step(f"image {ref} is {info.id[:19]}")
         previous_name = previous.container_name if previous else None
         if plan.routed:
-            await routing.ensure(context, server, executor, step)
             router = JobRouter(context, dep.id, dep.server_id, executor)
             outcome = await engine.deploy_routed(
                 executor, plan, previous_name, routed_before, router, step
@@ -203,6 +207,10 @@ async def deploy(ctx: JobContext) -> None:
                 else ""
             )
         )
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _append_log(ctx: JobContext, release_id: int, lines: list[str]) -> None:

@@ -182,6 +182,21 @@ def stop(name: str, seconds: int = 10) -> Command:
     return Command.of("docker", "stop", "--time", str(seconds), "--", name, timeout=seconds + 30)
 
 
+def stop_and_remove(name: str, seconds: int = 10) -> Command:
+    """SIGTERM, the app's own shutdown for up to `seconds`, then removal: one round trip."""
+    return Command(
+        (
+            "sh",
+            "-c",
+            'docker stop --time "$2" -- "$1" >/dev/null && docker rm -- "$1" >/dev/null',
+            "sh",
+            name,
+            str(seconds),
+        ),
+        timeout=seconds + 60,
+    )
+
+
 def start(name: str) -> Command:
     return Command.of("docker", "start", "--", name, timeout=60)
 

@@ -161,6 +161,10 @@ async def missing(
     )
 
 
+async def _none() -> None:
+    return None
+
+
 async def ensure(
     target: Executor,
     ref: str,
@@ -199,10 +203,14 @@ async def ensure(
     if docker.names_registry(ref):
         found = await inspect(target, ref)
         return found if found is not None else await pull(target, ref, auth, log)
-    local = await inspect(control, ref) if control is not None else None
+    local, tagged = await asyncio.gather(
+        inspect(control, ref) if control is not None else _none(), inspect(target, ref)
+    )
     if local is None:
-        found = await inspect(target, ref)
-        return found if found is not None else await pull(target, ref, auth, log)
+        return tagged if tagged is not None else await pull(target, ref, auth, log)
+    if tagged is not None and tagged.id == local.id:  # the usual redeploy: nothing to move
+        await log(f"target already has {ref} ({local.id[:19]}); transfer skipped")
+        return tagged
     found = await inspect(target, local.id)
     if found is None:
         await _stream(target, ref, log)
