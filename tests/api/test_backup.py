@@ -102,7 +102,13 @@ def _plant(client: TestClient, server_id: int, owner_id: int) -> None:
             secret_env=sealed,
             **common,
         )
-        tools = Deployment(name="tools", image="busybox:1", external_port=18081, **common)
+        tools = Deployment(
+            name="tools",
+            image="busybox:1",
+            external_port=18081,
+            volumes=[{"name": "cache", "path": "/cache"}],
+            **common,
+        )
         db.add_all([shop, tools])
         await db.flush()
         release = Release(
@@ -254,6 +260,13 @@ def test_the_bundle_has_a_manifest_counts_and_a_checksum(client: TestClient, wor
     settings = sections["settings"]
     assert settings["env"] == "development" and settings["ssh_host_key_checking"] == "yes"
     assert set(settings) == set(bundle_format.SETTINGS_KEYS)
+
+
+def test_volumes_are_recorded_by_name_never_their_data(client: TestClient, world: World) -> None:
+    _, doc = _download(client, world)
+    tools = next(d for d in doc["sections"]["deployments"] if d["name"] == "tools")
+    assert tools["volumes"] == [{"name": "cache", "path": "/cache"}]
+    assert tools["domains"] == [] and tools["routed_to"] is None
 
 
 def test_credentials_are_only_the_stored_fernet_tokens(client: TestClient, world: World) -> None:

@@ -330,3 +330,14 @@ def test_the_proxy_options_move_a_deployment_behind_the_proxy_and_smoke_runs_on_
     assert res.text.strip() == "v1"
     smoked = _cli(["smoke", "pxweb"], cfg)
     assert smoked.returncode == 0 and "ok   GET /version: passed" in smoked.stdout, smoked.stdout
+    # The proxy as operators see it: state, version, and the routes from the records.
+    state = _cli(["proxy", "status", "px-box"], cfg)
+    assert state.returncode == 0, state.stderr
+    assert "proxy on px-box: running, Caddy 2." in state.stdout, state.stdout
+    assert "px.test -> pxweb" in state.stdout
+    parsed = json.loads(_cli(["proxy", "status", "px-box", "--json"], cfg).stdout)
+    assert parsed["running"] and parsed["routes"] == [
+        {"deployment": "pxweb", "domains": ["px.test"]}
+    ]
+    unknown = _cli(["proxy", "status", "no-such-box"], cfg)
+    assert unknown.returncode == 2 and "no server named no-such-box" in unknown.stderr
