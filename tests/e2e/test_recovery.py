@@ -98,3 +98,63 @@ def test_kill_mid_deploy_then_restart_reconciles(
         http.delete(f"/api/deployments/{dep['id']}")
     finally:
         second.stop()
+
+
+def _via_proxy(host: LabHost, domain: str) -> str:
+    try:
+        res = httpx.get(f"http://{host.address}/version", headers={"Host": domain}, timeout=3)
+    except httpx.HTTPError as exc:
+        return f"error {type(exc).__name__}"
+    return res.text.strip()
+
+
+def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_records_say(
+    tmp_path: Path, lab_host: LabHost, test_images: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    first = dm_server.start(data, ADMIN_PASSWORD)
+    try:
+        http = _session(first.url)
+        sid = http.post("/api/servers", json=key_server(lab_host, "edge")).json()["id"]
+        dep = http.post(
+            "/api/deployments",
+            json={
+                "name": "lazarus",
+                "server_id": sid,
+                "image": "dm-test/web:v1",
+                "internal_port": 80,
+                "health_check": fast_health(),
+                "domains": ["lazarus.test"],
+                "tls": "off",
+            },
+        ).json()
+        assert _wait(http, dep["job_id"])["status"] == "succeeded"
+        # The smoke check holds the release after the switch, when the process dies.
+        slow = [{"command": ["sleep", "30"], "timeout": 60}]
+        job_id = http.patch(
+            f"/api/deployments/{dep['id']}", json={"image": "dm-test/web:v2", "smoke": slow}
+        ).json()["job_id"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
+            if "proxy switched" in log:
+                break
+            time.sleep(0.1)
+        assert _via_proxy(lab_host, "lazarus.test") == "v2"
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    finally:
+        first.stop()
+
+    second = dm_server.start(data, ADMIN_PASSWORD)
+    try:
+        http = _session(second.url)
+        assert http.get(f"/api/jobs/{job_id}").json()["status"] == "interrupted"
+        state = http.get(f"/api/deployments/{dep['id']}").json()
+        assert state["status"] == "running" and state["current_release"]["number"] == 1
+        names = [n for n in _names(lab_host) if n.startswith("dm-lazarus-")]
+        assert names == ["dm-lazarus-r1"]
+        # The proxy follows the records again: the release that never finished is gone.
+        assert _via_proxy(lab_host, "lazarus.test") == "v1"
+    finally:
+        second.stop()
