@@ -56,10 +56,14 @@ async def _render(context: AppContext, server_id: int | None) -> dict[str, objec
 
 
 async def sync(context: AppContext, server_id: int | None, executor: Executor) -> None:
-    """Write and load the configuration the records describe (the proxy must be installed)."""
+    """Load the configuration the records describe (the proxy must be installed)."""
     async with _lock(context, server_id):
-        config = await _render(context, server_id)
-        await proxy.load(executor, await _socket(context, server_id, executor), config)
+        await _load(context, server_id, executor)
+
+
+async def _load(context: AppContext, server_id: int | None, executor: Executor) -> None:
+    config = await _render(context, server_id)
+    await proxy.load(executor, await _socket(context, server_id, executor), config)
 
 
 async def point(
@@ -69,22 +73,24 @@ async def point(
     executor: Executor,
     upstream: str | None,
 ) -> None:
-    """Record where a deployment's domains go and make the proxy follow, as one step: if the
-    proxy refuses, the record goes back."""
-    async with context.sessions() as db:
-        dep = await db.get(Deployment, deployment_id)
-        assert dep is not None
-        before, dep.routed_to = dep.routed_to, upstream
-        await db.commit()
-    try:
-        await sync(context, server_id, executor)
-    except Exception:
+    """Record where a deployment's domains go and make the proxy follow, as one step under the
+    target's lock: no other change loads in between, and if the proxy refuses, the record goes
+    back before anyone else renders it."""
+    async with _lock(context, server_id):
         async with context.sessions() as db:
             dep = await db.get(Deployment, deployment_id)
             assert dep is not None
-            dep.routed_to = before
+            before, dep.routed_to = dep.routed_to, upstream
             await db.commit()
-        raise
+        try:
+            await _load(context, server_id, executor)
+        except BaseException:
+            async with context.sessions() as db:
+                dep = await db.get(Deployment, deployment_id)
+                assert dep is not None
+                dep.routed_to = before
+                await db.commit()
+            raise
 
 
 async def ensure(
