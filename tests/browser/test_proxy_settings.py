@@ -68,3 +68,5 @@ def test_proxy_settings_are_entered_shown_and_refused_by_line(
     settings.get_by_role("button", name="Save and deploy").click()
     error = page.get_by_test_id("settings-form").locator('[data-field="smoke"]')
     expect(error).to_contain_text("line 1 (FETCH /x)")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_test_id("summary").screenshot(path=str(ARTIFACTS / "proxy_settings_summary.png"))
