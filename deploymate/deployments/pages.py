@@ -337,6 +337,27 @@ def operations_for(status: str, serving: bool) -> list[str]:
     return ["start", "restart", "delete"]
 
 
+@router.post("/deployments/{deployment_id}/smoke", response_class=HTMLResponse)
+async def smoke_now(
+    deployment_id: IdPath, request: Request, me: CallerDep, db: DbDep, context: ContextDep
+) -> Response:
+    """The smoke checks against what serves now; the result shows in the summary."""
+    try:
+        dep = await service.get(db, caller=me, deployment_id=deployment_id)
+        result = await live.smoke_now(db, context=context, dep=dep)
+    except DeployMateError as exc:
+        return await refused(
+            db, exc, partial(_detail_page, request, me, db, context, deployment_id)
+        )
+    failed = [c for c in result["checks"] if not c["ok"]]
+    said = (
+        f"Smoke checks: {len(failed)} of {len(result['checks'])} failed; see the summary."
+        if failed
+        else f"Smoke checks: all {len(result['checks'])} passed."
+    )
+    return flash.redirect(f"/deployments/{deployment_id}#summary", said)
+
+
 def _after(deployment_id: int, job: Job) -> Response:
     return RedirectResponse(f"/deployments/{deployment_id}?job={job.id}", status_code=303)
 

@@ -187,6 +187,11 @@ def test_a_failed_smoke_check_goes_back_to_the_old_container_without_failed_requ
     assert not after["smoke_result"]["checks"][0]["ok"]
     names = lab_host.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert "dm-guarded-r1" in names and "dm-guarded-r2" not in names
+    # On demand, from the console: the live release passes, and the page says so.
+    ran = client.post(f"/deployments/{dep['id']}/smoke", follow_redirects=True)
+    assert ran.status_code == 200 and "Smoke checks: all 2 passed." in ran.text, ran.text[-2000:]
+    assert "run on demand" in ran.text
+    assert client.get(f"/api/deployments/{dep['id']}").json()["smoke_result"]["checks"][0]["ok"]
 
 
 def test_required_env_is_checked_before_start_and_in_the_running_process(
