@@ -173,6 +173,14 @@ def main() -> None:
                         _rollback(client, dep_id)
                 time.sleep(1)
             took = time.monotonic() - started
+            # A proxy upgrade replaces the container that holds ports 80 and 443.
+            with steady_load(
+                f"http://{host.address}/version", DOMAIN, rate=args.rate, workers=16
+            ) as upgrade_load:
+                time.sleep(1)
+                upgraded = client.post(f"/api/proxy/{sid}/upgrade")
+                assert upgraded.status_code == 200, upgraded.text
+                time.sleep(1)
             changed = client.patch(f"/api/deployments/{dep_id}", json={"drain_seconds": 0})
             assert wait_job(client, changed.json()["job_id"])["status"] == "succeeded"
             ours = [
@@ -186,6 +194,12 @@ def main() -> None:
     print(
         f"failed {report.failed} of {report.sent}; answers {dict(report.answers)}"
         + (f"; errors {dict(report.errors)}" if report.errors else "")
+    )
+    failures = [t for t, answer in upgrade_load.timeline if answer.startswith("ERROR")]
+    window = f" within {max(failures) - min(failures):.2f}s" if failures else ""
+    print(
+        f"proxy upgrade (container replaced): failed {upgrade_load.failed} of "
+        f"{upgrade_load.sent}{window}"
     )
     bs, b = statistics.median(base_switch), statistics.median(base)
     ds = statistics.median(s for s, _ in ours)

@@ -26,6 +26,7 @@ from deploymate.notifications import routes as notifications_routes
 from deploymate.ops import pages as ops_pages
 from deploymate.ops import routes as ops_routes
 from deploymate.proxy import routes as proxy_routes
+from deploymate.registries import pages as registries_pages
 from deploymate.registries import routes as registries_routes
 from deploymate.servers import pages as servers_pages
 from deploymate.servers import routes as servers_routes
@@ -52,6 +53,7 @@ ROUTERS = (
     servers_pages.router,
     deployments_pages.router,
     notifications_pages.router,
+    registries_pages.router,
     backup_pages.router,
     admin_pages.router,
 )

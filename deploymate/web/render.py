@@ -30,6 +30,7 @@ NAVIGATION: list[tuple[str, str, bool]] = [
     ("/app/audit", "Audit log", True),
     ("/app/backup", "Backup", True),
     ("/app/webhooks", "Webhooks", True),
+    ("/app/registries", "Registries", True),
 ]
 
 NOTICES = {"password-changed": "Your password was changed. Other sessions were signed out."}

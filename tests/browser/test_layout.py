@@ -28,6 +28,7 @@ PAGES = (
     "/app/audit",
     "/app/backup",
     "/app/webhooks",
+    "/app/registries",
     "/app/notifications",
     "/app/tokens",
     "/app/templates",
@@ -38,7 +39,8 @@ PAGES = (
 
 @pytest.fixture(scope="module")
 def world(running_server: RunningServer) -> RunningServer:
-    """A server, a deployment (whose image exists nowhere: it fails fast) and a webhook."""
+    """A server, a deployment (whose image exists nowhere: it fails fast), a webhook and a
+    registry."""
     with httpx.Client(base_url=running_server.url, timeout=30) as http:
         res = http.post(
             "/api/auth/login",
@@ -70,6 +72,14 @@ def world(running_server: RunningServer) -> RunningServer:
             time.sleep(0.2)
         hook = {"name": "ops", "url": "https://hooks.example.com/x", "events": ["deploy.failed"]}
         http.post("/api/admin/webhooks", json=hook, headers=headers)
+        registry = {
+            "name": "a-private-registry-with-a-long-name",
+            "url": "registry.a-rather-long-host-name.example.com:5000",
+            "username": "deploy-bot",
+            "password": "registry-password-1",
+            "shared": True,
+        }
+        assert http.post("/api/registries", json=registry, headers=headers).status_code == 201
     return running_server
 
 
