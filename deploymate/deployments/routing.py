@@ -116,14 +116,18 @@ async def ensure(
             executor, image, pinned_id=None, control=context.control_docker(), log=log
         )
         config = await _render(context, server_id)
+        # Everything is prepared beside the running proxy; ports 80 and 443 are free only
+        # between the old container's removal and the new one's start.
+        await executor.run(docker.remove(proxy.NEXT))  # a leftover of an interrupted upgrade
+        await executor.run(proxy.create(image, proxy.NEXT))
+        await executor.run(proxy.write_config(proxy.NEXT, config))
         if current.installed:
             await log(f"replacing the proxy ({current.image or 'unknown image'}) with {image}")
             await executor.run(docker.remove(proxy.CONTAINER))
         else:
             await log(f"installing the proxy from {image}")
-        await executor.run(proxy.create(image))
-        await executor.run(proxy.write_config(proxy.CONTAINER, config))
-        await executor.run(docker.start(proxy.CONTAINER))
+        await executor.run(docker.start(proxy.NEXT))
+        await executor.run(docker.rename(proxy.NEXT, proxy.CONTAINER))
         context.memo.pop(target_key(server_id), None)
         socket = await _socket(context, server_id, executor)
         for _ in range(50):  # Caddy opens its admin socket a moment after it starts

@@ -197,6 +197,10 @@ def stop_and_remove(name: str, seconds: int = 10) -> Command:
     )
 
 
+def rename(name: str, new_name: str) -> Command:
+    return Command.of("docker", "rename", "--", name, new_name, timeout=30)
+
+
 def start(name: str) -> Command:
     return Command.of("docker", "start", "--", name, timeout=60)
 

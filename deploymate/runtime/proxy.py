@@ -22,6 +22,7 @@ from deploymate.runtime.executor import Command, Executor
 
 NETWORK = "deploymate"
 CONTAINER = "deploymate-proxy"
+NEXT = f"{CONTAINER}-next"  # its replacement while an upgrade prepares it
 CONFIG_VOLUME = "deploymate-proxy-config"  # config file and admin socket
 DATA_VOLUME = "deploymate-proxy-data"  # certificates: they survive upgrades
 CONFIG_DIR = "/run/deploymate"
@@ -109,14 +110,14 @@ def network_inspect() -> Command:
     )
 
 
-def create(image: str) -> Command:
+def create(image: str, name: str = CONTAINER) -> Command:
     """The proxy container, created stopped so that its config file is written before Caddy
     starts; `caddy run` explicitly, so any image with a caddy binary works."""
     return Command.of(
         "docker",
         "create",
         "--name",
-        CONTAINER,
+        name,
         "--network",
         NETWORK,
         "--restart",
