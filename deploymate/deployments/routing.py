@@ -111,6 +111,8 @@ async def ensure(
             await log(f"creating the Docker network {proxy.NETWORK}")
             await executor.run(proxy.network_create())
         current = await proxy.status(executor)
+        if current.running and not replace:
+            return current  # running after all: a proxy that serves is never replaced unasked
         image = context.settings.proxy_image
         await images.ensure(
             executor, image, pinned_id=None, control=context.control_docker(), log=log
