@@ -14,6 +14,7 @@ import typer
 
 from deploymate import __version__
 from deploymate.cli import api_client, config_file, control
+from deploymate.cli import apps as apps_cli
 from deploymate.cli import backup as backup_cli
 from deploymate.cli import deployments as deployments_cli
 from deploymate.cli import proxy as proxy_cli
@@ -74,6 +75,7 @@ app.add_typer(backup_cli.backup_app, name="backup")
 app.add_typer(servers_cli.servers_app, name="servers")
 app.add_typer(deployments_cli.deployments_app, name="deployments")
 app.add_typer(proxy_cli.proxy_app, name="proxy")
+app.add_typer(apps_cli.app_app, name="app")
 app.command("deploy")(deployments_cli.deploy)
 app.command("rollback")(deployments_cli.rollback)
 app.command("status")(deployments_cli.status)
