@@ -12,6 +12,7 @@ from deploymate import __version__, context, wiring
 from deploymate.admin import member_routes
 from deploymate.admin import pages as admin_pages
 from deploymate.admin import routes as admin_routes
+from deploymate.apps import routes as apps_routes
 from deploymate.auth import pages as auth_pages
 from deploymate.auth import routes as auth_routes
 from deploymate.auth import service as auth_service
@@ -46,6 +47,7 @@ ROUTERS = (
     deployments_routes.server_ports_router,
     proxy_routes.router,
     registries_routes.router,
+    apps_routes.router,
     notifications_routes.router,
     backup_routes.router,
     auth_pages.router,

@@ -57,3 +57,28 @@ def schema() -> None:
     from deploymate.apps.schema import APP_SPEC
 
     print(json.dumps(APP_SPEC, indent=2))
+
+
+secrets_app = typer.Typer(help="Secrets of an app's environments.", no_args_is_help=True)
+
+
+@secrets_app.command("set")
+def secrets_set(
+    app: Annotated[str, typer.Argument(help="The app.", metavar="APP")],
+    environment: Annotated[str, typer.Argument(help="Its environment.", metavar="ENV")],
+    name: Annotated[str, typer.Argument(help="A name under secrets: in the spec.", metavar="NAME")],
+) -> None:
+    """Store one secret's value, read from standard input (or a hidden prompt): never from an
+    argument, where shell history and the process list would keep it."""
+    from deploymate.cli import api_client, config_file
+    from deploymate.core.errors import ValidationFailed
+
+    if sys.stdin.isatty():
+        value = typer.prompt(f"{name} for {app} {environment}", hide_input=True)
+    else:
+        value = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ValidationFailed('no value: pipe it in (`printf %s "$VALUE" | ...`) or type it')
+    path = f"/api/apps/{app}/secrets/{environment}/{name}"
+    api_client.request(config_file.load(), "PUT", path, json={"value": value})
+    say(f"{name} stored for {app} {environment} (sealed; it is never shown again)")

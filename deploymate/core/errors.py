@@ -35,10 +35,18 @@ class ValidationFailed(DeployMateError):
     code = "validation_error"
     status = 422
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        problems: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(f"{label(field)}: {message}" if field else message, code=code)
         self.field = field
         self.message = message
+        self.problems = problems  # each with its place in a submitted file (line, column)
 
 
 class NotAuthenticated(DeployMateError):

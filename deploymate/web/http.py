@@ -69,7 +69,10 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
             status_code=exc.status,
         )
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
-    extra = {"field": exc.field} if isinstance(exc, ValidationFailed) and exc.field else {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationFailed):
+        extra.update({"field": exc.field} if exc.field else {})
+        extra.update({"problems": exc.problems} if exc.problems else {})
     return error_response(exc.status, exc.detail, exc.code, headers, **extra)
 
 

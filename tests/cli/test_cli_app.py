@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import asyncssh
+import httpx
+
 from tests.cli.test_cli import run
+from tests.support.server import RunningServer
 from tests.unit.test_app_spec import BASE
+
+SECRET = "postgres://shop:cli-s3cret-77@db/shop"
 
 
 def test_validate_says_valid_with_exit_0_and_every_problem_with_exit_1(tmp_path: Path) -> None:
@@ -37,3 +43,41 @@ def test_the_schema_is_printed_as_json() -> None:
     assert printed.returncode == 0
     schema = json.loads(printed.stdout)
     assert schema["title"].startswith("DeployMate app spec") and "services" in schema["properties"]
+
+
+def test_a_secret_is_read_from_stdin_never_from_an_argument(
+    tmp_path: Path, running_server: RunningServer
+) -> None:
+    env = {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "cli.json")}
+    login = ["login", "--url", running_server.url, "--username", "admin"]
+    assert run([*login, "--password", running_server.admin_password], env).returncode == 0
+    key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        ).json()["csrf_token"]
+        headers = {"X-CSRF-Token": csrf}
+        for name in ("staging-1", "prod-1", "prod-2"):
+            body = {
+                "name": name,
+                "host": f"{name}.example.test",
+                "port": 22,
+                "username": "deploy",
+                "auth_type": "key",
+                "private_key": key,
+            }
+            res = http.post("/api/servers?test=false", json=body, headers=headers)
+            assert res.status_code == 201, res.text
+        assert http.post("/api/apps", json={"spec": BASE}, headers=headers).status_code == 201
+        stored = run(
+            ["secrets", "set", "shop", "production", "DATABASE_URL"], env, input_text=f"{SECRET}\n"
+        )
+        assert stored.returncode == 0, stored.stderr
+        assert "stored for shop production" in stored.stdout
+        assert SECRET not in stored.stdout + stored.stderr
+        names = http.get("/api/apps/shop/secrets").json()
+        assert names["production"] == ["DATABASE_URL"]
+    # A name the spec does not list is refused with what to do; there is no --value option.
+    other = run(["secrets", "set", "shop", "production", "API_KEY"], env, input_text="x\n")
+    assert other.returncode == 2 and "add it under secrets:" in other.stderr
+    assert "--value" not in run(["secrets", "set", "--help"], env).stdout

@@ -1,0 +1,40 @@
+"""Apps (a stored deploymate.yaml) and their secrets, sealed per environment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from deploymate.core.db import Base, UTCDateTime, utcnow
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    spec_text: Mapped[str] = mapped_column(Text)  # as submitted: errors point at its lines
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the validated data
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class AppSecret(Base):
+    """One secret value of one app environment; never returned, never logged."""
+
+    __tablename__ = "app_secrets"
+    __table_args__ = (UniqueConstraint("app_id", "environment", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    environment: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(Text)  # Fernet token
+    updated_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,107 @@
+"""JSON API for apps: the spec (YAML or JSON text) and secrets per environment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from deploymate.apps import service
+from deploymate.apps.models import App
+from deploymate.apps.spec import environment_kind
+from deploymate.deps import CallerDep, ContextDep, DbDep
+
+router = APIRouter(prefix="/api/apps", tags=["apps"])
+AppName = Annotated[str, Path(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+EnvName = Annotated[str, Path(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+SecretName = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class SpecIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    spec: Annotated[str, Field(min_length=1, max_length=1_048_576)]
+
+
+class SecretIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: SecretStr
+
+
+class AppOut(BaseModel):
+    id: int
+    name: str
+    owner_id: int | None
+    services: list[str]
+    environments: dict[str, dict[str, Any]]
+    spec: dict[str, Any]
+    spec_text: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def _out(app: App) -> AppOut:
+    envs = app.spec.get("environments") or {}
+    return AppOut(
+        id=app.id,
+        name=app.name,
+        owner_id=app.owner_id,
+        services=sorted(app.spec.get("services") or {}),
+        environments={
+            name: {"kind": environment_kind(name, env), "servers": env.get("servers", [])}
+            for name, env in envs.items()
+        },
+        spec=app.spec,
+        spec_text=app.spec_text,
+        created_at=app.created_at,
+        updated_at=app.updated_at,
+    )
+
+
+@router.get("")
+async def list_apps(db: DbDep, me: CallerDep) -> list[AppOut]:
+    return [_out(a) for a in await service.list_for(db, caller=me)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def save(body: SpecIn, response: Response, db: DbDep, me: CallerDep) -> AppOut:
+    """Create an app from spec text (YAML or JSON), or store a new spec for an app you own.
+    A refused spec answers 422 with every problem's line and column in `problems`."""
+    app, created = await service.save(db, caller=me, text=body.spec)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _out(app)
+
+
+@router.get("/{name}")
+async def get(name: AppName, db: DbDep, me: CallerDep) -> AppOut:
+    return _out(await service.get(db, caller=me, name=name))
+
+
+@router.get("/{name}/secrets")
+async def secrets(name: AppName, db: DbDep, me: CallerDep) -> dict[str, list[str]]:
+    """Per environment, the secrets that have a value; values are never returned."""
+    app = await service.get(db, caller=me, name=name)
+    return await service.secret_names(db, app=app)
+
+
+@router.put("/{name}/secrets/{environment}/{secret}", status_code=status.HTTP_204_NO_CONTENT)
+async def set_secret(
+    name: AppName,
+    environment: EnvName,
+    secret: SecretName,
+    body: SecretIn,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+) -> None:
+    await service.set_secret(
+        db,
+        caller=me,
+        cipher=context.cipher,
+        name=name,
+        environment=environment,
+        secret=secret,
+        value=body.value.get_secret_value(),
+    )
