@@ -28,6 +28,7 @@ from deploymate.runtime.proxy import CHECK_PORT, NETWORK
 
 Log = Callable[[str], Awaitable[None]]
 LOG_TAIL = 30
+RUNNING_FOR = 1.5  # seconds a container without a health endpoint must keep running
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,13 @@ async def verify(executor: Executor, name: str, plan: Plan, log: Log) -> Probe:
     if current is None or not current.running or not current.ip_address:
         how = _exit_of(current) or "has no network address"
         return Probe(False, f"the container {how} at once; its last log lines are in the job's log")
+    if plan.health.type == "running":  # a worker: healthy when it is still running after a while
+        await asyncio.sleep(max(plan.health.start_period, RUNNING_FOR))
+        ended = _exit_of(await state(executor, name))
+        if ended is not None:
+            return Probe(False, f"the container {ended} before it was healthy; see its last lines")
+        await log(f"health: still running after {max(plan.health.start_period, RUNNING_FOR):g}s")
+        return Probe(True, f"running for {max(plan.health.start_period, RUNNING_FOR):g}s")
     ip = current.ip_address
 
     async def on_attempt(attempt: int, probe: Probe) -> None:
@@ -274,20 +282,10 @@ async def run_smoke(
     return results
 
 
-async def deploy_routed(
-    executor: Executor,
-    plan: Plan,
-    previous: str | None,
-    old_upstream: str | None,
-    router: Router,
-    log: Log,
-) -> Outcome:
-    """The release flow behind the proxy: the new container starts once, the switch is one
-    config change, and the old container keeps running until the new one has proved itself."""
+async def prepare(executor: Executor, plan: Plan, log: Log) -> Outcome:
+    """Start the new release once, without a public port, and hold it to its gates (health at
+    its own address, the required-env guard); a failure removes it. Nothing is switched."""
     new = plan.spec(docker.ROLE_SERVING, publish=False)
-    prev_state = await state(executor, previous) if previous else None
-    if prev_state is None or not prev_state.running:
-        old_upstream = None  # nothing to go back to
     try:
         await _start(executor, new, log)
     except RuntimeFailure as exc:
@@ -302,6 +300,32 @@ async def deploy_routed(
     if problem:
         await _discard(executor, new.name, log, "required env missing")
         return Outcome(False, problem)
+    return Outcome(True, probe.detail)
+
+
+async def discard(executor: Executor, name: str, log: Log, why: str) -> None:
+    """Remove a container that will not serve, its last log lines kept in the job's log."""
+    await _discard(executor, name, log, why)
+
+
+async def deploy_routed(
+    executor: Executor,
+    plan: Plan,
+    previous: str | None,
+    old_upstream: str | None,
+    router: Router,
+    log: Log,
+) -> Outcome:
+    """The release flow behind the proxy: the new container starts once, the switch is one
+    config change, and the old container keeps running until the new one has proved itself."""
+    new = plan.spec(docker.ROLE_SERVING, publish=False)
+    prev_state = await state(executor, previous) if previous else None
+    if prev_state is None or not prev_state.running:
+        old_upstream = None  # nothing to go back to
+    ready = await prepare(executor, plan, log)
+    if not ready.ok:
+        return ready
+    probe = Probe(True, ready.detail)
     started = time.monotonic()
     try:
         await router.switch(plan.upstream)

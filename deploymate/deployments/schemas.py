@@ -89,7 +89,7 @@ def validate_env(value: dict[str, str]) -> dict[str, str]:
 
 class HealthCheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["http", "tcp"] = "http"
+    type: Literal["http", "tcp", "running"] = "http"  # running: it keeps running (a worker)
     path: Annotated[str, StringConstraints(max_length=512)] = "/"
     expected_status: Annotated[int, Field(ge=100, le=599)] = 200
     interval: Annotated[float, Field(ge=0.2, le=60)] = 1.0

@@ -16,7 +16,7 @@ from deploymate.runtime.executor import Executor
 
 @dataclass(frozen=True)
 class HealthCheck:
-    type: Literal["http", "tcp"] = "http"
+    type: Literal["http", "tcp", "running"] = "http"  # running: a worker that listens nowhere
     path: str = "/"
     expected_status: int = 200
     interval: float = 1.0
