@@ -1,7 +1,7 @@
 """Imports every domain's models so Alembic and the app see the whole schema."""
 
 from deploymate.admin.models import SavedView, UpgradeRequest
-from deploymate.apps.models import App, AppSecret
+from deploymate.apps.models import App, AppRelease, AppSecret
 from deploymate.audit.models import AuditEvent
 from deploymate.auth.models import ApiToken, AuthSession, User
 from deploymate.core.events import EventRecord
@@ -14,6 +14,7 @@ from deploymate.servers.models import Server
 __all__ = [
     "ApiToken",
     "App",
+    "AppRelease",
     "AppSecret",
     "AuditEvent",
     "AuthSession",

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from deploymate.apps import jobs as app_jobs
 from deploymate.context import AppContext
 from deploymate.deployments import jobs as deployment_jobs
 from deploymate.jobs.worker import Worker
@@ -43,7 +44,7 @@ async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worke
     worker = Worker(
         context.sessions,
         context,
-        deployment_jobs.HANDLERS,
+        {**deployment_jobs.HANDLERS, **app_jobs.HANDLERS},
         recover=deployment_jobs.reconcile,
         single_process=embedded and settings.resolved_database_url.startswith("sqlite"),
         concurrency=settings.worker_concurrency,

@@ -38,3 +38,27 @@ class AppSecret(Base):
     value: Mapped[str] = mapped_column(Text)  # Fernet token
     updated_by: Mapped[str | None] = mapped_column(String(64), default=None)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class AppRelease(Base):
+    """One deploy of an app to one environment: the spec and the commit it came from, and the
+    releases of its services, which move together."""
+
+    __tablename__ = "app_releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    environment: Mapped[str] = mapped_column(String(40))
+    number: Mapped[int]
+    commit: Mapped[str | None] = mapped_column(String(64), default=None)
+    branch: Mapped[str | None] = mapped_column(String(255), default=None)
+    clean: Mapped[bool] = mapped_column(default=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # service -> server -> {"deployment_id", "release_id", "image_id"}
+    parts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    job_id: Mapped[int | None] = mapped_column(default=None)
+    created_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

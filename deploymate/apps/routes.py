@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from deploymate.apps import service
-from deploymate.apps.models import App
+from deploymate.apps import releases, service
+from deploymate.apps.models import App, AppRelease
 from deploymate.apps.spec import environment_kind
 from deploymate.deps import CallerDep, ContextDep, DbDep
 
@@ -105,3 +105,79 @@ async def set_secret(
         secret=secret,
         value=body.value.get_secret_value(),
     )
+
+
+class DeployIn(BaseModel):
+    """What `deploymate app deploy` sends: the environment, and the spec and commit as they
+    are in the repository (the spec at the commit, never the working tree)."""
+
+    model_config = ConfigDict(extra="forbid")
+    environment: Annotated[str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+    spec: Annotated[str, Field(min_length=1, max_length=1_048_576)] | None = None
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")] | None = None
+    branch: Annotated[str, Field(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+    clean: bool = True
+
+
+class AppReleaseOut(BaseModel):
+    id: int
+    number: int
+    environment: str
+    commit: str | None
+    branch: str | None
+    clean: bool
+    status: str
+    detail: str | None
+    job_id: int | None
+    parts: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _release_out(r: AppRelease) -> AppReleaseOut:
+    return AppReleaseOut(
+        id=r.id,
+        number=r.number,
+        environment=r.environment,
+        commit=r.commit,
+        branch=r.branch,
+        clean=r.clean,
+        status=r.status,
+        detail=r.detail,
+        job_id=r.job_id,
+        parts=r.parts,
+        created_by=r.created_by,
+        created_at=r.created_at,
+        finished_at=r.finished_at,
+    )
+
+
+@router.post("/{name}/deploy", status_code=status.HTTP_202_ACCEPTED)
+async def deploy(
+    name: AppName, body: DeployIn, db: DbDep, me: CallerDep, context: ContextDep
+) -> dict[str, Any]:
+    """Deploy the app (with the spec given, stored first) to a non-production environment:
+    every service on every server, together. 202 with the job to follow."""
+    app_release, job = await releases.deploy(
+        db,
+        context=context,
+        caller=me,
+        name=name,
+        environment=body.environment,
+        spec_text=body.spec,
+        commit=body.commit,
+        branch=body.branch,
+        clean=body.clean,
+    )
+    return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
+
+
+@router.get("/{name}/releases")
+async def list_releases(
+    name: AppName, db: DbDep, me: CallerDep, environment: str | None = None
+) -> list[AppReleaseOut]:
+    app = await service.get(db, caller=me, name=name)
+    return [
+        _release_out(r) for r in await releases.list_releases(db, app=app, environment=environment)
+    ]

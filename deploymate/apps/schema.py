@@ -131,6 +131,7 @@ SERVICE = {
         "command": COMMAND,
         "health": HEALTH,
         "domains": {"type": "array", "items": HOST_NAME, "maxItems": 20, "uniqueItems": True},
+        "tls": {"enum": ["auto", "internal", "off"]},
         "volumes": {"type": "array", "items": VOLUME, "maxItems": 20},
         "smoke": {"type": "array", "items": SMOKE, "maxItems": 20},
         "drain": SECONDS,

@@ -82,3 +82,85 @@ def secrets_set(
     path = f"/api/apps/{app}/secrets/{environment}/{name}"
     api_client.request(config_file.load(), "PUT", path, json={"value": value})
     say(f"{name} stored for {app} {environment} (sealed; it is never shown again)")
+
+
+def _git(*args: str, cwd: Path) -> str:
+    import subprocess
+
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        from deploymate.core.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"git {' '.join(args)} failed: {done.stderr.strip() or 'not a git repository?'}; "
+            "run this in the app's repository, with at least one commit"
+        )
+    return done.stdout
+
+
+@app_app.command("deploy")
+def deploy(
+    environment: Annotated[
+        str, typer.Argument(help="A non-production environment.", metavar="ENV")
+    ],
+    file: Annotated[
+        str, typer.Option("--file", "-f", help="The spec's path in the repository.", metavar="PATH")
+    ] = SPEC_FILE,
+    allow_dirty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dirty",
+            help="Deploy although files are changed or untracked (marks the release dirty; "
+            "never for production).",
+        ),
+    ] = False,
+) -> None:
+    """Deploy what is committed (HEAD) to ENV: the spec as committed, every service on every
+    server of the environment, together. Production is reached by shipping, not deploying."""
+    from deploymate.cli import api_client, config_file
+    from deploymate.cli.deployments import _finish
+    from deploymate.core.errors import ValidationFailed
+
+    root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+    commit = _git("rev-parse", "HEAD", cwd=root).strip()
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=root).strip()
+    changed = [
+        line[3:]
+        for line in _git("status", "--porcelain", "--untracked-files=all", cwd=root).splitlines()
+        if line.strip()
+    ]
+    if changed and not allow_dirty:
+        listed = ", ".join(changed[:20]) + (
+            f" and {len(changed) - 20} more" if len(changed) > 20 else ""
+        )
+        raise ValidationFailed(
+            f"the working tree is not clean ({listed}); commit or stash, or pass --allow-dirty "
+            "for a non-production environment (only what is committed ships)"
+        )
+    spec_text = _git("show", f"HEAD:{file}", cwd=root)
+    from deploymate.apps import spec as app_spec
+
+    try:
+        name = app_spec.load(spec_text, filename=file).name
+    except app_spec.SpecInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render(file), file=sys.stderr)
+        raise typer.Exit(1) from None
+    config = config_file.load()
+    accepted = api_client.request(
+        config,
+        "POST",
+        f"/api/apps/{name}/deploy",
+        json={
+            "environment": environment,
+            "spec": spec_text,
+            "commit": commit,
+            "branch": branch,
+            "clean": not changed,
+        },
+    )
+    say(
+        f"deploying {name} release {accepted['release']} to {environment}: commit "
+        f"{commit[:12]} on {branch}" + (" (dirty)" if changed else "")
+    )
+    _finish(config, accepted["job_id"], f"app release {accepted['release']} of {name}")

@@ -48,6 +48,10 @@ class Deployment(Base):
     # right at every moment.
     routed_to: Mapped[str | None] = mapped_column(String(200), default=None)
     smoke_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # A service of an app environment on one server (None: a deployment of its own).
+    app_id: Mapped[int | None] = mapped_column(default=None, index=True)
+    app_environment: Mapped[str | None] = mapped_column(String(40), default=None)
+    app_service: Mapped[str | None] = mapped_column(String(40), default=None)
     status: Mapped[str] = mapped_column(String(16), default="deploying")
     status_message: Mapped[str | None] = mapped_column(Text, default=None)
     current_release_id: Mapped[int | None] = mapped_column(default=None)

@@ -174,7 +174,7 @@ def _activity(
     )
 
 
-async def _new_release(
+async def new_release(
     db: AsyncSession,
     dep: Deployment,
     *,
@@ -435,7 +435,7 @@ async def create(
     )
     db.add(dep)
     await db.flush()
-    release = await _new_release(db, dep, reason="create", actor=caller.username)
+    release = await new_release(db, dep, reason="create", actor=caller.username)
     job = await _queue(
         db, context, dep, caller, "deploy", release, f"created; deploying {dep.image}"
     )
@@ -500,7 +500,7 @@ async def update(
     if secrets_changed:
         dep.secret_env = _seal(context.cipher, secrets_now)
     changed = sorted({*changes, *(["secret_env"] if secrets_changed else [])})
-    release = await _new_release(db, dep, reason="redeploy", actor=caller.username)
+    release = await new_release(db, dep, reason="redeploy", actor=caller.username)
     job = await _queue(
         db,
         context,
@@ -527,7 +527,7 @@ async def redeploy(
     if image:
         await _require_image(db, context, caller, await _server_of(db, dep), image)
         dep.image = image
-    release = await _new_release(db, dep, reason="redeploy", actor=caller.username)
+    release = await new_release(db, dep, reason="redeploy", actor=caller.username)
     job = await _queue(db, context, dep, caller, "deploy", release, f"redeploy {dep.image}")
     await db.commit()
     context.wake_worker()
@@ -583,7 +583,7 @@ async def rollback(
             field="release_id",
         )
     restore(dep, target.config)
-    release = await _new_release(
+    release = await new_release(
         db,
         dep,
         reason="rollback",

@@ -17,6 +17,7 @@ from deploymate.jobs.models import DeployLock, Job, JobEvent
 
 ACTIVE = ("queued", "running")
 LOCK_TTL = timedelta(seconds=45)
+EXTRA_LOCKS = "also_locked"  # a job's payload key: deployments locked besides its own
 JOB_LEASE = timedelta(seconds=30)
 
 
@@ -109,25 +110,28 @@ async def enqueue(
     payload: dict[str, object] | None = None,
     lock: bool = True,
     deployment_name: str | None = None,
+    also_lock: dict[int, str] | None = None,
 ) -> Job:
-    """Add a job in the caller's transaction; with `lock`, the deployment's lock is taken first."""
+    """Add a job in the caller's transaction; with `lock`, the deployment's lock is taken first,
+    and the locks of `also_lock` (id -> name) with it: a job that moves several deployments at
+    once (an app environment) holds all of their locks, renewed and released together."""
+    extra = dict(also_lock or {})
     job = Job(
         kind=kind,
         deployment_id=deployment_id,
         release_id=release_id,
         created_by=created_by,
-        payload=payload or {},
+        payload={**(payload or {}), **({EXTRA_LOCKS: sorted(extra)} if extra else {})},
     )
     db.add(job)
     await db.flush()
-    if (
-        lock
-        and deployment_id is not None
-        and not await acquire_lock(db, deployment_id, lock_holder(job.id))
-    ):
-        current = await lock_of(db, deployment_id)
-        name = f"deployment {deployment_id}" if deployment_name is None else deployment_name
-        raise await busy(db, deployment_id, name, current.holder if current else None)
+    wanted = {} if deployment_id is None or not lock else {deployment_id: deployment_name}
+    wanted.update(extra if lock else {})
+    for dep_id, dep_name in wanted.items():
+        if not await acquire_lock(db, dep_id, lock_holder(job.id)):
+            current = await lock_of(db, dep_id)
+            name = f"deployment {dep_id}" if dep_name is None else dep_name
+            raise await busy(db, dep_id, name, current.holder if current else None)
     db.add(JobEvent(job_id=job.id, message=f"queued: {kind}"))
     return job
 
@@ -157,11 +161,17 @@ async def claim_next(db: AsyncSession, worker_id: str) -> Job | None:
     return None
 
 
+def locks_of(job: Job) -> list[int]:
+    """The deployments whose locks a job holds."""
+    held = [] if job.deployment_id is None else [job.deployment_id]
+    return held + [int(i) for i in (job.payload or {}).get(EXTRA_LOCKS, [])]
+
+
 async def heartbeat(db: AsyncSession, job: Job) -> None:
     now = await db_now(db)
     await db.execute(update(Job).where(Job.id == job.id).values(lease_expires_at=now + JOB_LEASE))
-    if job.deployment_id is not None:
-        await renew_lock(db, job.deployment_id, lock_holder(job.id))
+    for dep_id in locks_of(job):
+        await renew_lock(db, dep_id, lock_holder(job.id))
     await db.commit()
 
 
@@ -184,8 +194,8 @@ async def finish(db: AsyncSession, job_id: int, status: str, error: str | None =
             level="info" if status == "succeeded" else "error",
         )
     )
-    if job.deployment_id is not None:
-        await release_lock(db, job.deployment_id, lock_holder(job.id))
+    for dep_id in locks_of(job):
+        await release_lock(db, dep_id, lock_holder(job.id))
     await db.commit()
 
 

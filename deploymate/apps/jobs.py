@@ -1,0 +1,280 @@
+"""The app deploy job: every service of the environment on every server moves, or none does.
+
+1. gates: on each server (at most PARALLEL at once; one SSH connection per server), each
+   service's image is made sure of and its new container started and held to its gates
+   (health, required env); nothing is switched yet;
+2. switch: the services with domains switch their proxy routes;
+3. smoke checks through the proxy;
+4. recorded: every service serves its new release; then the old containers are drained and
+   removed.
+A failure in 1 removes the new containers; in 2 or 3 the routes already switched go back first,
+so an environment never runs one service from one release and another from the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from deploymate.apps.models import AppRelease
+from deploymate.apps.releases import APP_RELEASE
+from deploymate.context import AppContext
+from deploymate.core.db import utcnow
+from deploymate.deployments import engine, routing
+from deploymate.deployments.jobs import JobRouter, plan_for
+from deploymate.deployments.models import Deployment, DeploymentEvent, Release
+from deploymate.deployments.service import restore
+from deploymate.jobs.worker import JobContext, JobFailed
+from deploymate.runtime import images
+from deploymate.runtime.errors import RuntimeFailure
+from deploymate.runtime.executor import Executor
+from deploymate.servers.models import Server
+from deploymate.servers.targets import executor_for
+
+PARALLEL = 5
+
+
+@dataclass
+class Part:
+    """One service on one server in this app release."""
+
+    service: str
+    server: Server
+    deployment_id: int
+    release_id: int
+    executor: Executor
+    previous: str | None = None  # the container serving before
+    routed_before: str | None = None
+    plan: engine.Plan | None = None
+    prepared: bool = False
+    switched: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.service}@{self.server.name}"
+
+
+async def _load(ctx: JobContext) -> tuple[AppRelease, list[Part]]:
+    context: AppContext = ctx.context
+    async with ctx.sessions() as db:
+        app_release = await db.get(AppRelease, int(ctx.job.payload[APP_RELEASE]))
+        if app_release is None:
+            raise JobFailed("the app release is gone")
+        app_release.status = "running"
+        parts = []
+        for service, per_server in app_release.parts.items():
+            for _server_name, ids in per_server.items():
+                dep = await db.get(Deployment, ids["deployment_id"])
+                assert dep is not None and dep.server_id is not None
+                server = await db.get(Server, dep.server_id)
+                assert server is not None
+                current = (
+                    await db.get(Release, dep.current_release_id)
+                    if dep.current_release_id
+                    else None
+                )
+                dep.status = "deploying"
+                parts.append(
+                    Part(
+                        service=service,
+                        server=server,
+                        deployment_id=dep.id,
+                        release_id=ids["release_id"],
+                        executor=executor_for(context, server),
+                        previous=current.container_name if current else None,
+                        routed_before=dep.routed_to,
+                    )
+                )
+        await db.commit()
+    return app_release, parts
+
+
+async def _gate(ctx: JobContext, part: Part, log: engine.Log) -> str | None:
+    """Image, start, health, env guard for one part; None when it passed."""
+    context: AppContext = ctx.context
+    async with ctx.sessions() as db:
+        rel = await db.get(Release, part.release_id)
+        assert rel is not None
+        ref = rel.image
+    try:
+        info = await images.ensure(
+            part.executor, ref, pinned_id=None, control=context.control_docker(), log=log
+        )
+        async with ctx.sessions() as db:
+            rel = await db.get(Release, part.release_id)
+            dep = await db.get(Deployment, part.deployment_id)
+            assert rel is not None and dep is not None
+            rel.image_id, rel.status = info.id, "running"
+            await db.commit()
+            part.plan = plan_for(context, dep, rel, info.id)
+        if part.plan.routed:
+            await routing.ensure(context, part.server, part.executor, log)
+        outcome = await engine.prepare(part.executor, part.plan, log)
+    except RuntimeFailure as exc:
+        return exc.detail
+    part.prepared = outcome.ok
+    return None if outcome.ok else outcome.detail
+
+
+async def _each_server(parts: list[Part], work: Any) -> list[tuple[Part, str | None]]:
+    """Servers in parallel (at most PARALLEL), the services of one server one after another."""
+    by_server: dict[int, list[Part]] = {}
+    for part in parts:
+        by_server.setdefault(part.server.id, []).append(part)
+    gate = asyncio.Semaphore(PARALLEL)
+    results: list[tuple[Part, str | None]] = []
+
+    async def run(group: list[Part]) -> None:
+        async with gate:
+            for part in group:
+                results.append((part, await work(part)))
+
+    await asyncio.gather(*(run(g) for g in by_server.values()))
+    return results
+
+
+async def _undo(ctx: JobContext, parts: list[Part], log: engine.Log, why: str) -> None:
+    """Routes back to what served before, then the new containers removed."""
+    context: AppContext = ctx.context
+    for part in parts:
+        if part.switched:
+            router = JobRouter(context, part.deployment_id, part.server.id, part.executor)
+            try:
+                await router.switch(part.routed_before)
+                await log(f"[{part.label}] proxy switched back")
+            except RuntimeFailure as exc:
+                await log(f"[{part.label}] could not switch back: {exc.detail}")
+    for part in parts:
+        if part.prepared and part.plan is not None:
+            await engine.discard(part.executor, part.plan.container_name, log, why)
+
+
+async def deploy(ctx: JobContext) -> None:
+    context: AppContext = ctx.context
+    lines: list[str] = []
+    started = time.monotonic()
+
+    async def log(message: str) -> None:
+        lines.append(f"{time.monotonic() - started:6.2f}s  {message}")
+        await ctx.log(message)
+
+    app_release, parts = await _load(ctx)
+    await log(
+        f"app release {app_release.number} of {app_release.environment}: "
+        f"{len({p.service for p in parts})} service(s) on {len({p.server.id for p in parts})} "
+        f"server(s), commit {(app_release.commit or 'unknown')[:12]}"
+        + ("" if app_release.clean else " (dirty tree)")
+    )
+
+    async def gate(part: Part) -> str | None:
+        async def said(message: str) -> None:
+            await log(f"[{part.label}] {message}")
+
+        return await _gate(ctx, part, said)
+
+    failures = [(p, why) for p, why in await _each_server(parts, gate) if why is not None]
+    if failures:
+        detail = "; ".join(f"{p.label}: {why}" for p, why in failures)
+        await _undo(ctx, parts, log, "another service failed")
+        await _finish(ctx, app_release.id, parts, False, detail, lines)
+        raise JobFailed(f"app release {app_release.number} failed before any switch: {detail}")
+    problem = None
+    for part in parts:
+        assert part.plan is not None
+        if not part.plan.routed:
+            continue
+        try:
+            await JobRouter(context, part.deployment_id, part.server.id, part.executor).switch(
+                part.plan.upstream
+            )
+            part.switched = True
+            await log(f"[{part.label}] proxy switched {', '.join(part.plan.domains)}")
+        except RuntimeFailure as exc:
+            problem = f"{part.label}: the proxy could not switch: {exc.detail}"
+            break
+    if problem is None:
+        for part in parts:
+            assert part.plan is not None
+            if not part.plan.smoke:
+                continue
+            address = await JobRouter(
+                context, part.deployment_id, part.server.id, part.executor
+            ).address()
+            results = await engine.run_smoke(
+                part.executor, part.plan, part.plan.container_name, address, log
+            )
+            failed = [r for r in results if not r.ok]
+            if failed:
+                problem = f"{part.label}: smoke {failed[0].check}: {failed[0].detail}"
+                break
+    if problem is not None:
+        await _undo(ctx, parts, log, "the app release went back")
+        await _finish(ctx, app_release.id, parts, False, problem, lines)
+        raise JobFailed(
+            f"app release {app_release.number} failed and went back as a whole: {problem}"
+        )
+    await _finish(ctx, app_release.id, parts, True, None, lines)
+    drains = []
+    for part in parts:
+        if part.previous and part.plan is not None:
+            drains.append(engine.retire(part.executor, part.previous, part.plan.drain_seconds, log))
+    for outcome in await asyncio.gather(*drains, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            await log(f"could not remove an old container: {outcome}")
+
+
+async def _finish(
+    ctx: JobContext,
+    app_release_id: int,
+    parts: list[Part],
+    ok: bool,
+    detail: str | None,
+    lines: list[str],
+) -> None:
+    async with ctx.sessions() as db:
+        app_release = await db.get(AppRelease, app_release_id)
+        assert app_release is not None
+        app_release.status = "succeeded" if ok else "failed"
+        app_release.detail = detail
+        app_release.finished_at = utcnow()
+        pinned = copy.deepcopy(app_release.parts)  # a new object: the JSON change is saved
+        for part in parts:
+            dep = await db.get(Deployment, part.deployment_id)
+            rel = await db.get(Release, part.release_id)
+            assert dep is not None and rel is not None
+            rel.finished_at, rel.log = utcnow(), {"lines": lines[-500:]}
+            pinned[part.service][part.server.name]["image_id"] = rel.image_id
+            if ok:
+                rel.status = "succeeded"
+                dep.current_release_id, dep.status, dep.status_message = rel.id, "running", None
+                message = f"app release {app_release.number}: release {rel.number} is serving"
+            else:
+                rel.status = "failed"
+                current = (
+                    await db.get(Release, dep.current_release_id)
+                    if dep.current_release_id
+                    else None
+                )
+                if current is not None:
+                    restore(dep, current.config)
+                    dep.status, dep.status_message = "running", None
+                else:
+                    dep.status, dep.status_message = "failed", detail
+                message = f"app release {app_release.number} failed: {detail}"
+            db.add(
+                DeploymentEvent(
+                    deployment_id=dep.id,
+                    actor=ctx.job.created_by,
+                    action="app_deploy",
+                    message=message[:2000],
+                    job_id=ctx.job.id,
+                )
+            )
+        app_release.parts = pinned
+        await db.commit()
+
+
+HANDLERS = {"app_deploy": deploy}

@@ -1,0 +1,290 @@
+"""Deploying an app to an environment: one app release, each service on each server a deployment
+with a release of its own, all moved by one job under the environment's locks.
+
+Production is not deployed but shipped (the exact staging release; `app ship`), so `deploy`
+refuses it. Every app release records its commit, branch and whether the tree was clean.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploymate.apps import service as apps
+from deploymate.apps.models import App, AppRelease, AppSecret
+from deploymate.apps.spec import environment_kind
+from deploymate.audit import service as audit
+from deploymate.context import AppContext
+from deploymate.core.caller import Caller
+from deploymate.core.crypto import Cipher
+from deploymate.core.errors import Conflict, ValidationFailed
+from deploymate.deployments import service as deployments
+from deploymate.deployments.models import Deployment
+from deploymate.jobs import service as jobs
+from deploymate.jobs.models import Job
+from deploymate.servers import service as servers
+from deploymate.servers.models import Server
+
+JOB_KIND = "app_deploy"
+APP_RELEASE = "app_release_id"
+
+
+def deployment_name(app: str, environment: str, service: str) -> str:
+    return f"{app}-{environment}-{service}"[:63]
+
+
+def _health(service: dict[str, Any]) -> dict[str, Any]:
+    """The spec's health check in the deployment's terms; a service without a port is a worker
+    that must keep running."""
+    given = dict(service.get("health") or {})
+    if "port" not in service:
+        return {"type": "running", "start_period": float(given.get("start_period", 0))}
+    out: dict[str, Any] = {"type": given.get("type", "http"), "path": given.get("path", "/")}
+    if "expect" in given:
+        out["expected_status"] = given["expect"]
+    for key in ("interval", "timeout", "retries", "start_period"):
+        if key in given:
+            out[key] = given[key]
+    return {
+        "expected_status": 200,
+        "interval": 1.0,
+        "timeout": 2.0,
+        "retries": 30,
+        "start_period": 0.0,
+        **out,
+    }
+
+
+def settings_for(spec: dict[str, Any], environment: str, service: str) -> dict[str, Any]:
+    """A service's deployment settings in one environment (secrets apart)."""
+    svc = spec["services"][service]
+    env_spec = spec["environments"][environment]
+    domains = (env_spec.get("domains") or {}).get(service, svc.get("domains") or [])
+    return {
+        "image": svc["image"],
+        "internal_port": int(svc.get("port", 0)),
+        "external_port": None,
+        "env": {**(spec.get("env") or {}), **(svc.get("env") or {}), **(env_spec.get("env") or {})},
+        "command": svc.get("command"),
+        "restart_policy": "unless-stopped",
+        "health_check": _health(svc),
+        "memory_limit": None,
+        "cpu_limit": None,
+        "labels": {"app": spec["app"], "app-environment": environment, "app-service": service},
+        "domains": list(domains),
+        "tls": svc.get("tls", "auto"),
+        "volumes": list(svc.get("volumes") or []),
+        "required_env": list(spec.get("required_env") or []),
+        "smoke": list(svc.get("smoke") or []),
+        "drain_seconds": float(svc.get("drain", 10)),
+    }
+
+
+async def _secrets(db: AsyncSession, cipher: Cipher, app: App, environment: str) -> dict[str, str]:
+    rows = await db.execute(
+        select(AppSecret).where(AppSecret.app_id == app.id, AppSecret.environment == environment)
+    )
+    return {row.name: cipher.decrypt(row.value) for row in rows.scalars()}
+
+
+async def _servers(db: AsyncSession, caller: Caller, names: list[str]) -> list[Server]:
+    found = []
+    for name in names:
+        try:
+            found.append(await servers.find(db, caller=caller, name=name))
+        except Exception:
+            raise ValidationFailed(
+                f"no server named {name} that you may use (see `deploymate servers list`)",
+                field="environment",
+            ) from None
+    return found
+
+
+async def _deployment(
+    db: AsyncSession,
+    cipher: Cipher,
+    caller: Caller,
+    app: App,
+    environment: str,
+    service: str,
+    server: Server,
+    settings: dict[str, Any],
+    sealed: str | None,
+) -> Deployment:
+    """The deployment that runs this service of this environment on this server, made to
+    match the spec (a new record the first time)."""
+    found = (
+        await db.execute(
+            select(Deployment).where(
+                Deployment.app_id == app.id,
+                Deployment.app_environment == environment,
+                Deployment.app_service == service,
+                Deployment.server_id == server.id,
+                Deployment.status != "deleted",
+            )
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        name = deployment_name(app.name, environment, service)
+        clash = await db.execute(
+            select(Deployment.id).where(
+                Deployment.name == name,
+                Deployment.server_id == server.id,
+                Deployment.status != "deleted",
+            )
+        )
+        if clash.first() is not None:
+            raise Conflict(
+                f"a deployment named {name} already runs on {server.name}; rename or delete it",
+                code="name_taken",
+            )
+        found = Deployment(
+            name=name,
+            server_id=server.id,
+            owner_id=app.owner_id,
+            app_id=app.id,
+            app_environment=environment,
+            app_service=service,
+            status="deploying",
+            internal_port=0,
+            image=settings["image"],
+        )
+        db.add(found)
+    for key, value in settings.items():
+        setattr(found, key, value)
+    found.secret_env = sealed
+    await db.flush()
+    return found
+
+
+async def deploy(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    name: str,
+    environment: str,
+    spec_text: str | None,
+    commit: str | None,
+    branch: str | None,
+    clean: bool,
+) -> tuple[AppRelease, Job]:
+    app = (await apps.save(db, caller=caller, text=spec_text))[0] if spec_text else None
+    if app is None:
+        app = await apps.get(db, caller=caller, name=name)
+    elif app.name != name:
+        raise ValidationFailed(f"the spec is for the app {app.name}, not {name}", field="spec")
+    spec = app.spec
+    if environment not in spec["environments"]:
+        known = ", ".join(sorted(spec["environments"]))
+        raise ValidationFailed(
+            f"{app.name} has no environment {environment} ({known})", field="environment"
+        )
+    env_spec = spec["environments"][environment]
+    kind = environment_kind(environment, env_spec)
+    if kind == "production":
+        raise Conflict(
+            f"{environment} is production: it gets exactly what serves on staging, by "
+            "`deploymate app ship`, never a deploy",
+            code="use_ship",
+        )
+    if any("build" in svc for svc in spec["services"].values()):
+        raise ValidationFailed(
+            "services with build: need builds from a commit (coming); give an image for now",
+            field="spec",
+        )
+    values = await _secrets(db, context.cipher, app, environment)
+    missing = [
+        n
+        for n in spec.get("required_env") or []
+        if n in (spec.get("secrets") or []) and n not in values
+    ]
+    if missing:
+        raise ValidationFailed(
+            f"{environment} has no value for {', '.join(missing)}; set "
+            f"{'it' if len(missing) == 1 else 'them'} with `deploymate secrets set {app.name} "
+            f"{environment} NAME`",
+            field="secrets",
+            code="secret_missing",
+        )
+    sealed = context.cipher.encrypt(json.dumps(values, sort_keys=True)) if values else None
+    targets = await _servers(db, caller, list(env_spec["servers"]))
+    number = (
+        int(
+            (
+                await db.execute(
+                    select(func.coalesce(func.max(AppRelease.number), 0)).where(
+                        AppRelease.app_id == app.id, AppRelease.environment == environment
+                    )
+                )
+            ).scalar_one()
+        )
+        + 1
+    )
+    parts: dict[str, Any] = {}
+    locks: dict[int, str] = {}
+    for service in spec["services"]:
+        settings = settings_for(spec, environment, service)
+        for server in targets:
+            dep = await _deployment(
+                db, context.cipher, caller, app, environment, service, server, settings, sealed
+            )
+            release = await deployments.new_release(db, dep, reason="app", actor=caller.username)
+            parts.setdefault(service, {})[server.name] = {
+                "deployment_id": dep.id,
+                "release_id": release.id,
+            }
+            locks[dep.id] = dep.name
+    app_release = AppRelease(
+        app_id=app.id,
+        environment=environment,
+        number=number,
+        commit=commit,
+        branch=branch,
+        clean=clean,
+        spec=spec,
+        parts=parts,
+        status="pending",
+        created_by=caller.username,
+    )
+    db.add(app_release)
+    await db.flush()
+    job = await jobs.enqueue(
+        db,
+        kind=JOB_KIND,
+        deployment_id=None,
+        release_id=None,
+        created_by=caller.username,
+        payload={APP_RELEASE: app_release.id},
+        also_lock=locks,
+    )
+    app_release.job_id = job.id
+    await audit.record(
+        db,
+        caller=caller,
+        action="app.deploy",
+        target_type="app",
+        target_id=app.id,
+        details={
+            "app": app.name,
+            "environment": environment,
+            "release": number,
+            "commit": commit,
+            "clean": clean,
+        },
+    )
+    await db.commit()
+    context.wake_worker()
+    return app_release, job
+
+
+async def list_releases(
+    db: AsyncSession, *, app: App, environment: str | None = None
+) -> list[AppRelease]:
+    stmt = select(AppRelease).where(AppRelease.app_id == app.id)
+    if environment:
+        stmt = stmt.where(AppRelease.environment == environment)
+    return list((await db.execute(stmt.order_by(AppRelease.id.desc()).limit(100))).scalars())

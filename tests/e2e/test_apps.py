@@ -1,0 +1,214 @@
+"""Apps on a real lab host: the services of an environment move together, or none does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.e2e.conftest import key_server
+from tests.support.deploy import job_text, wait_job
+from tests.support.lab import LabHost
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.usefixtures("test_images")
+
+WORKER = ["/bin/sh", "-c", "trap 'exit 0' TERM; echo worker up; while true; do sleep 1; done"]
+
+
+def spec(version: str, worker: list[str] = WORKER) -> str:
+    command = ", ".join(f'"{part}"' for part in worker)
+    return f"""app: shop
+services:
+  web:
+    image: dm-test/web:{version}
+    port: 80
+    health: {{path: /version, interval: 0.3, retries: 10}}
+    domains: [web.shop.test]
+    tls: off
+    drain: 0.5
+    smoke: [{{http: /version, expect: 200}}]
+  worker:
+    image: dm-test/web:{version}
+    command: [{command}]
+    drain: 0
+env: {{LOG_LEVEL: info}}
+environments:
+  staging:
+    servers: [edge]
+  production:
+    servers: [edge]
+"""
+
+
+def via_proxy(host: LabHost) -> str:
+    try:
+        res = httpx.get(
+            f"http://{host.address}/version", headers={"Host": "web.shop.test"}, timeout=3
+        )
+    except httpx.HTTPError as exc:
+        return f"error {type(exc).__name__}"
+    return res.text.strip() if res.status_code == 200 else f"HTTP {res.status_code}"
+
+
+def _deploy(client: TestClient, text: str, environment: str = "staging") -> dict[str, Any]:
+    res = client.post(
+        "/api/apps/shop/deploy",
+        json={"environment": environment, "spec": text, "commit": "a1b2c3d4e5f6", "branch": "main"},
+    )
+    assert res.status_code == 202, res.text
+    return dict(res.json())
+
+
+def _running(host: LabHost) -> list[str]:
+    return sorted(host.docker("ps", "--format", "{{.Names}}").stdout.split())
+
+
+def test_two_services_deploy_together_and_a_failing_worker_takes_the_web_back(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    first = _deploy(client, spec("v1"))
+    job = wait_job(client, first["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host) == "v1"
+    names = _running(lab_host)
+    assert "dm-shop-staging-web-r1" in names and "dm-shop-staging-worker-r1" in names
+    releases = client.get("/api/apps/shop/releases").json()
+    assert releases[0]["status"] == "succeeded" and releases[0]["commit"] == "a1b2c3d4e5f6"
+    images = {s: p["edge"]["image_id"] for s, p in releases[0]["parts"].items()}
+    assert images["web"] == images["worker"] and images["web"].startswith("sha256:")
+
+    # Both move to v2 together.
+    second = _deploy(client, spec("v2"))
+    job = wait_job(client, second["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host) == "v2"
+    names = _running(lab_host)
+    assert "dm-shop-staging-worker-r2" in names and "dm-shop-staging-worker-r1" not in names
+
+    # A worker that cannot start: the web service does not move either.
+    crashing = ["/bin/sh", "-c", "echo worker cannot start >&2; exit 3"]
+    third = _deploy(client, spec("v1", worker=crashing))
+    job = wait_job(client, third["job_id"])
+    assert job["status"] == "failed", job_text(job)
+    assert "worker@edge" in job["error"] and "before any switch" in job["error"]
+    assert via_proxy(lab_host) == "v2"
+    names = _running(lab_host)
+    assert "dm-shop-staging-web-r3" not in names and "dm-shop-staging-worker-r3" not in names
+    assert "dm-shop-staging-web-r2" in names and "dm-shop-staging-worker-r2" in names
+    assert client.get("/api/apps/shop/releases").json()[0]["status"] == "failed"
+    web = next(d for d in client.get("/api/deployments").json() if d["name"] == "shop-staging-web")
+    assert web["current_release"]["image"] == "dm-test/web:v2" and web["image"] == "dm-test/web:v2"
+
+
+def test_a_failed_smoke_check_after_the_switch_takes_every_service_back(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    job = wait_job(client, _deploy(client, spec("v1"))["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    broken = spec("v2").replace(
+        "smoke: [{http: /version, expect: 200}]", "smoke: [{http: /version, contains: v1}]"
+    )
+    job = wait_job(client, _deploy(client, broken)["job_id"])
+    assert job["status"] == "failed", job_text(job)
+    assert "went back as a whole" in job["error"]
+    assert "proxy switched back" in job_text(job)
+    time.sleep(0.2)
+    assert via_proxy(lab_host) == "v1"
+    names = _running(lab_host)
+    assert "dm-shop-staging-worker-r2" not in names and "dm-shop-staging-worker-r1" in names
+
+
+def test_production_is_shipped_not_deployed(e2e_client: TestClient, lab_host: LabHost) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    res = client.post(
+        "/api/apps/shop/deploy", json={"environment": "production", "spec": spec("v1")}
+    )
+    assert res.status_code == 409 and res.json()["code"] == "use_ship", res.text
+    assert "deploymate app ship" in res.json()["detail"]
+
+
+def _cli(args: list[str], cfg: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEPLOYMATE_CLI_CONFIG": str(cfg), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "deploymate.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_app_deploy_from_a_repository_ships_what_is_committed_and_refuses_a_dirty_tree(
+    tmp_path: Path, running_server: RunningServer, lab_host: LabHost
+) -> None:
+    cfg = tmp_path / "cli.json"
+    login = ["login", "--url", running_server.url, "--username", "admin"]
+    assert (
+        _cli([*login, "--password", running_server.admin_password], cfg, tmp_path).returncode == 0
+    )
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        ).json()["csrf_token"]
+        res = http.post(
+            "/api/servers", json=key_server(lab_host, "edge"), headers={"X-CSRF-Token": csrf}
+        )
+        assert res.status_code == 201, res.text
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "deploymate.yaml").write_text(spec("v1"))
+    _git(repo, "add", "deploymate.yaml")
+    _git(repo, "commit", "-q", "-m", "shop v1")
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    deployed = _cli(["app", "deploy", "staging"], cfg, repo)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert f"commit {commit[:12]} on main" in deployed.stdout
+    assert "[web@edge] proxy switched web.shop.test" in deployed.stdout
+    assert via_proxy(lab_host) == "v1"
+
+    # A changed spec and an untracked file: refused, with their names.
+    (repo / "deploymate.yaml").write_text(spec("v2"))
+    (repo / "notes.txt").write_text("scratch\n")
+    refused = _cli(["app", "deploy", "staging"], cfg, repo)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "deploymate.yaml" in refused.stderr and "notes.txt" in refused.stderr
+    assert "--allow-dirty" in refused.stderr
+
+    # Allowed dirty: marked so, and still the committed spec (v1), never the working tree.
+    dirty = _cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
+    assert dirty.returncode == 0 and "(dirty)" in dirty.stdout, dirty.stdout + dirty.stderr
+    assert via_proxy(lab_host) == "v1"
+    with httpx.Client(base_url=running_server.url) as http:
+        http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        )
+        releases = http.get("/api/apps/shop/releases").json()
+    assert [r["clean"] for r in releases[:2]] == [False, True]
+    assert releases[0]["commit"] == commit and releases[0]["branch"] == "main"
