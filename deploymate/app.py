@@ -12,6 +12,7 @@ from deploymate import __version__, context, wiring
 from deploymate.admin import member_routes
 from deploymate.admin import pages as admin_pages
 from deploymate.admin import routes as admin_routes
+from deploymate.apps import pages as apps_pages
 from deploymate.apps import routes as apps_routes
 from deploymate.auth import pages as auth_pages
 from deploymate.auth import routes as auth_routes
@@ -56,6 +57,7 @@ ROUTERS = (
     deployments_pages.router,
     notifications_pages.router,
     registries_pages.router,
+    apps_pages.router,
     backup_pages.router,
     admin_pages.router,
 )

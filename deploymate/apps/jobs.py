@@ -98,10 +98,10 @@ async def _gate(ctx: JobContext, part: Part, log: engine.Log) -> str | None:
     async with ctx.sessions() as db:
         rel = await db.get(Release, part.release_id)
         assert rel is not None
-        ref = rel.image
+        ref, pinned = rel.image, rel.image_id  # pinned: a ship runs staging's exact image
     try:
         info = await images.ensure(
-            part.executor, ref, pinned_id=None, control=context.control_docker(), log=log
+            part.executor, ref, pinned_id=pinned, control=context.control_docker(), log=log
         )
         async with ctx.sessions() as db:
             rel = await db.get(Release, part.release_id)

@@ -53,6 +53,7 @@ class AppRelease(Base):
     commit: Mapped[str | None] = mapped_column(String(64), default=None)
     branch: Mapped[str | None] = mapped_column(String(255), default=None)
     clean: Mapped[bool] = mapped_column(default=True)
+    shipped_from: Mapped[int | None] = mapped_column(default=None)  # the staging app release
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # service -> server -> {"deployment_id", "release_id", "image_id"}
     parts: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -20,7 +20,7 @@ from deploymate.audit import service as audit
 from deploymate.context import AppContext
 from deploymate.core.caller import Caller
 from deploymate.core.crypto import Cipher
-from deploymate.core.errors import Conflict, ValidationFailed
+from deploymate.core.errors import Conflict, PermissionDenied, ValidationFailed
 from deploymate.deployments import service as deployments
 from deploymate.deployments.models import Deployment
 from deploymate.jobs import service as jobs
@@ -183,8 +183,7 @@ async def deploy(
         raise ValidationFailed(
             f"{app.name} has no environment {environment} ({known})", field="environment"
         )
-    env_spec = spec["environments"][environment]
-    kind = environment_kind(environment, env_spec)
+    kind = environment_kind(environment, spec["environments"][environment])
     if kind == "production":
         raise Conflict(
             f"{environment} is production: it gets exactly what serves on staging, by "
@@ -196,6 +195,38 @@ async def deploy(
             "services with build: need builds from a commit (coming); give an image for now",
             field="spec",
         )
+    return await _stage(
+        db,
+        context=context,
+        caller=caller,
+        app=app,
+        environment=environment,
+        spec=spec,
+        commit=commit,
+        branch=branch,
+        clean=clean,
+        action="app.deploy",
+    )
+
+
+async def _stage(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    app: App,
+    environment: str,
+    spec: dict[str, Any],
+    commit: str | None,
+    branch: str | None,
+    clean: bool,
+    action: str,
+    pinned: dict[str, str] | None = None,
+    shipped_from: int | None = None,
+) -> tuple[AppRelease, Job]:
+    """Records for one app release (a release per service per server, the app release, the job
+    under every lock of the environment); `pinned`: service -> image ID to run (a ship)."""
+    env_spec = spec["environments"][environment]
     values = await _secrets(db, context.cipher, app, environment)
     missing = [
         n
@@ -232,7 +263,13 @@ async def deploy(
             dep = await _deployment(
                 db, context.cipher, caller, app, environment, service, server, settings, sealed
             )
-            release = await deployments.new_release(db, dep, reason="app", actor=caller.username)
+            release = await deployments.new_release(
+                db,
+                dep,
+                reason="ship" if pinned else "app",
+                actor=caller.username,
+                image_id=(pinned or {}).get(service),
+            )
             parts.setdefault(service, {})[server.name] = {
                 "deployment_id": dep.id,
                 "release_id": release.id,
@@ -245,6 +282,7 @@ async def deploy(
         commit=commit,
         branch=branch,
         clean=clean,
+        shipped_from=shipped_from,
         spec=spec,
         parts=parts,
         status="pending",
@@ -265,7 +303,7 @@ async def deploy(
     await audit.record(
         db,
         caller=caller,
-        action="app.deploy",
+        action=action,
         target_type="app",
         target_id=app.id,
         details={
@@ -288,3 +326,126 @@ async def list_releases(
     if environment:
         stmt = stmt.where(AppRelease.environment == environment)
     return list((await db.execute(stmt.order_by(AppRelease.id.desc()).limit(100))).scalars())
+
+
+def _staging_of(spec: dict[str, Any], source: str | None) -> str:
+    staging = [
+        name
+        for name, env in spec["environments"].items()
+        if environment_kind(name, env) == "staging"
+    ]
+    if source is not None:
+        if source not in staging:
+            raise ValidationFailed(
+                f"{source} is not a staging environment of this app "
+                f"({', '.join(staging) or 'none'})",
+                field="from",
+            )
+        return source
+    if len(staging) != 1:
+        raise ValidationFailed(
+            "say which staging environment to ship from: --from "
+            + (" or --from ".join(staging) if staging else "(the app has none)"),
+            field="from",
+        )
+    return staging[0]
+
+
+async def ship(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    name: str,
+    environment: str,
+    source: str | None,
+    confirm: str | None,
+) -> tuple[AppRelease, Job]:
+    """Promote to production exactly what serves on staging: its spec at that commit and its
+    image IDs, with production's own env and secrets; nothing rebuilt, no new image reference."""
+    app = await apps.get(db, caller=caller, name=name)
+    if environment not in app.spec["environments"]:
+        raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
+    if environment_kind(environment, app.spec["environments"][environment]) != "production":
+        raise ValidationFailed(
+            f"{environment} is not production; deploy to it with `deploymate app deploy`",
+            field="environment",
+        )
+    if not caller.is_admin:
+        raise PermissionDenied(
+            "production is protected: members do not ship; ask an admin (ship requests with "
+            "approval are coming)",
+            code="production_protected",
+        )
+    if confirm != app.name:
+        raise ValidationFailed(
+            f"shipping to production needs the app's name typed: --confirm {app.name}",
+            field="confirm",
+            code="confirmation_required",
+        )
+    staging = _staging_of(app.spec, None if source is None else source)
+    serving = (
+        await db.execute(
+            select(AppRelease)
+            .where(AppRelease.app_id == app.id, AppRelease.environment == staging)
+            .order_by(AppRelease.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if serving is None:
+        raise Conflict(
+            f"{staging} has no release of {app.name} yet: deploy it there first",
+            code="nothing_to_ship",
+        )
+    if serving.status != "succeeded":
+        raise Conflict(
+            f"{staging}'s latest release ({serving.number}) {serving.status}: only a release "
+            "that serves healthy on staging ships",
+            code="staging_not_healthy",
+        )
+    if not serving.clean:
+        raise Conflict(
+            f"{staging} release {serving.number} came from a dirty tree: it can never be "
+            "shipped; commit and deploy again",
+            code="dirty_release",
+        )
+    shipped = (
+        await db.execute(
+            select(AppRelease)
+            .where(
+                AppRelease.app_id == app.id,
+                AppRelease.environment == environment,
+                AppRelease.status == "succeeded",
+            )
+            .order_by(AppRelease.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if shipped is not None and shipped.shipped_from == serving.id:
+        raise Conflict(
+            f"{environment} already serves {staging} release {serving.number}",
+            code="already_shipped",
+        )
+    pinned: dict[str, str] = {}
+    for service, per_server in serving.parts.items():
+        ids = {p.get("image_id") for p in per_server.values()}
+        if len(ids) != 1 or None in ids:
+            raise Conflict(
+                f"{staging} release {serving.number} has no single image for {service}",
+                code="staging_not_healthy",
+            )
+        pinned[service] = str(ids.pop())
+    return await _stage(
+        db,
+        context=context,
+        caller=caller,
+        app=app,
+        environment=environment,
+        spec=serving.spec,
+        commit=serving.commit,
+        branch=serving.branch,
+        clean=True,
+        action="app.ship",
+        pinned=pinned,
+        shipped_from=serving.id,
+    )

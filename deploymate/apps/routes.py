@@ -181,3 +181,35 @@ async def list_releases(
     return [
         _release_out(r) for r in await releases.list_releases(db, app=app, environment=environment)
     ]
+
+
+class ShipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    environment: Annotated[
+        str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    ] = "production"
+    source: (
+        Annotated[
+            str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", alias="from")
+        ]
+        | None
+    ) = None
+    confirm: Annotated[str, Field(max_length=40)] | None = None
+
+
+@router.post("/{name}/ship", status_code=status.HTTP_202_ACCEPTED)
+async def ship(
+    name: AppName, body: ShipIn, db: DbDep, me: CallerDep, context: ContextDep
+) -> dict[str, Any]:
+    """Promote exactly what serves on staging (its image IDs and its spec) to production; the
+    app's name in `confirm`. 202 with the job to follow."""
+    app_release, job = await releases.ship(
+        db,
+        context=context,
+        caller=me,
+        name=name,
+        environment=body.environment,
+        source=body.source,
+        confirm=body.confirm,
+    )
+    return {"job_id": job.id, "release": app_release.number, "id": app_release.id}

@@ -164,3 +164,42 @@ def deploy(
         f"{commit[:12]} on {branch}" + (" (dirty)" if changed else "")
     )
     _finish(config, accepted["job_id"], f"app release {accepted['release']} of {name}")
+
+
+@app_app.command("ship")
+def ship(
+    environment: Annotated[
+        str, typer.Argument(help="The production environment.", metavar="ENV")
+    ] = "production",
+    app: Annotated[
+        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="The staging environment (when there are several).", metavar="STAGING"
+        ),
+    ] = None,
+    confirm: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm", help="The app's name, to confirm a ship to production.", metavar="APP"
+        ),
+    ] = None,
+) -> None:
+    """Promote exactly what serves on staging to production: the same image IDs and the spec
+    at that commit, with production's own env and secrets. Nothing is rebuilt."""
+    from deploymate.cli import api_client, config_file
+    from deploymate.cli.deployments import _finish
+
+    name = app
+    if name is None:
+        from deploymate.apps import spec as app_spec
+
+        root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+        name = app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    config = config_file.load()
+    body = {"environment": environment, "from": source, "confirm": confirm}
+    accepted = api_client.request(config, "POST", f"/api/apps/{name}/ship", json=body)
+    say(f"shipping {name} to {environment} (release {accepted['release']})")
+    _finish(config, accepted["job_id"], f"ship of {name} to {environment}")

@@ -25,6 +25,7 @@ NAVIGATION: list[tuple[str, str, bool]] = [
     ("/app/servers", "Servers", False),
     ("/app/deployment-workflow", "Deploy", False),
     ("/app/templates", "Templates", False),
+    ("/app/apps", "Apps", False),
     ("/app/users", "Users", True),
     ("/app/upgrade-requests", "Upgrade requests", False),
     ("/app/audit", "Audit log", True),

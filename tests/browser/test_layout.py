@@ -32,9 +32,33 @@ PAGES = (
     "/app/notifications",
     "/app/tokens",
     "/app/templates",
+    "/app/apps",
+    "/app/apps/a-shop-with-a-rather-long-name",
     "/app/change-password",
     "/app/no-such-page",
 )
+
+APP_SPEC = """app: a-shop-with-a-rather-long-name
+services:
+  web:
+    image: registry.a-long-host-name.example.com:5000/team/a-shop-with-a-long-name:2026.12.01-b42
+    port: 8000
+    health: {path: /up, expect: 200, interval: 2, retries: 30}
+    domains: [shop.a-rather-long-domain-name-for-a-shop.example.com]
+    volumes: [{name: uploads, path: /srv/a-shop-with-a-rather-long-name/uploads}]
+    smoke: [{http: /api/health/with/a/rather/long/path, expect: 200, contains: ok}]
+  worker:
+    image: registry.a-long-host-name.example.com:5000/team/a-shop-with-a-long-name:2026.12.01-b42
+    command: [python, -m, shop.worker, --queue, a-rather-long-queue-name-for-the-worker]
+secrets: [DATABASE_URL_FOR_THE_PRIMARY_DATABASE, SECRET_KEY]
+environments:
+  staging-eu:
+    servers: [a-server-with-a-rather-long-name-01]
+    domains: {web: [staging.shop.a-rather-long-domain-name-for-a-shop.example.com]}
+  production:
+    servers: [a-server-with-a-rather-long-name-01]
+    rollout: canary
+"""
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +104,8 @@ def world(running_server: RunningServer) -> RunningServer:
             "shared": True,
         }
         assert http.post("/api/registries", json=registry, headers=headers).status_code == 201
+        res = http.post("/api/apps", json={"spec": APP_SPEC}, headers=headers)
+        assert res.status_code == 201, res.text
     return running_server
 
 

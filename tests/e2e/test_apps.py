@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import key_server
+from tests.support.api import member_headers
 from tests.support.deploy import job_text, wait_job
 from tests.support.lab import LabHost
 from tests.support.server import RunningServer
@@ -45,14 +46,13 @@ environments:
     servers: [edge]
   production:
     servers: [edge]
+    domains: {{web: [www.shop.test]}}
 """
 
 
-def via_proxy(host: LabHost) -> str:
+def via_proxy(host: LabHost, domain: str = "web.shop.test") -> str:
     try:
-        res = httpx.get(
-            f"http://{host.address}/version", headers={"Host": "web.shop.test"}, timeout=3
-        )
+        res = httpx.get(f"http://{host.address}/version", headers={"Host": domain}, timeout=3)
     except httpx.HTTPError as exc:
         return f"error {type(exc).__name__}"
     return res.text.strip() if res.status_code == 200 else f"HTTP {res.status_code}"
@@ -212,3 +212,48 @@ def test_app_deploy_from_a_repository_ships_what_is_committed_and_refuses_a_dirt
         releases = http.get("/api/apps/shop/releases").json()
     assert [r["clean"] for r in releases[:2]] == [False, True]
     assert releases[0]["commit"] == commit and releases[0]["branch"] == "main"
+
+
+def test_ship_promotes_exactly_the_staging_release_to_production(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    nothing = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert nothing.status_code == 404  # no app yet
+    job = wait_job(client, _deploy(client, spec("v2"))["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    unconfirmed = client.post("/api/apps/shop/ship", json={})
+    assert unconfirmed.status_code == 422 and "--confirm shop" in unconfirmed.json()["detail"]
+    shipped = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert shipped.status_code == 202, shipped.text
+    job = wait_job(client, shipped.json()["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host, "www.shop.test") == "v2"
+    releases = client.get("/api/apps/shop/releases").json()
+    production = next(r for r in releases if r["environment"] == "production")
+    staging = next(r for r in releases if r["environment"] == "staging")
+    assert production["commit"] == staging["commit"] and production["clean"]
+    for service in ("web", "worker"):
+        assert (
+            production["parts"][service]["edge"]["image_id"]
+            == (staging["parts"][service]["edge"]["image_id"])
+        )
+    page = client.get("/app/apps/shop")
+    assert page.status_code == 200 and "a1b2c3d4e5f6" in page.text
+    assert "shipped from staging" in page.text and "not deployed yet" not in page.text
+    again = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert again.status_code == 409 and again.json()["code"] == "already_shipped"
+    # A release from a dirty tree never ships.
+    dirty = client.post(
+        "/api/apps/shop/deploy",
+        json={"environment": "staging", "spec": spec("v1"), "commit": "b2c3d4e5", "clean": False},
+    )
+    assert wait_job(client, dirty.json()["job_id"])["status"] == "succeeded"
+    refused = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert refused.status_code == 409 and refused.json()["code"] == "dirty_release"
+    assert via_proxy(lab_host, "www.shop.test") == "v2"
+    # Members never ship to production.
+    member = member_headers(client, "milo")
+    denied = client.post("/api/apps/shop/ship", json={"confirm": "shop"}, headers=member)
+    assert denied.status_code in (403, 404)

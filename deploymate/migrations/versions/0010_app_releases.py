@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("commit", sa.String(length=64), nullable=True),
         sa.Column("branch", sa.String(length=255), nullable=True),
         sa.Column("clean", sa.Boolean(), nullable=False),
+        sa.Column("shipped_from", sa.Integer(), nullable=True),
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("parts", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
