@@ -266,7 +266,7 @@ async def _stage(
             release = await deployments.new_release(
                 db,
                 dep,
-                reason="ship" if pinned else "app",
+                reason=action.removeprefix("app."),
                 actor=caller.username,
                 image_id=(pinned or {}).get(service),
             )
@@ -448,4 +448,80 @@ async def ship(
         action="app.ship",
         pinned=pinned,
         shipped_from=serving.id,
+    )
+
+
+async def rollback(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    name: str,
+    environment: str,
+    to: int | None,
+    confirm: str | None,
+) -> tuple[AppRelease, Job]:
+    """Bring an environment back to an earlier app release, whole: its image IDs and its spec,
+    every service together (the release flow of a deploy). Production needs the confirmation."""
+    app = await apps.get(db, caller=caller, name=name)
+    if environment not in app.spec["environments"]:
+        raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
+    production = (
+        environment_kind(environment, app.spec["environments"][environment]) == "production"
+    )
+    if production and not caller.is_admin:
+        raise PermissionDenied(
+            "production is protected: members do not roll it back; ask an admin",
+            code="production_protected",
+        )
+    if production and confirm != app.name:
+        raise ValidationFailed(
+            f"rolling production back needs the app's name typed: --confirm {app.name}",
+            field="confirm",
+            code="confirmation_required",
+        )
+    served = list(
+        (
+            await db.execute(
+                select(AppRelease)
+                .where(
+                    AppRelease.app_id == app.id,
+                    AppRelease.environment == environment,
+                    AppRelease.status == "succeeded",
+                )
+                .order_by(AppRelease.id.desc())
+            )
+        ).scalars()
+    )
+    if to is None:
+        target = served[1] if len(served) > 1 else None
+    else:
+        target = next((r for r in served if r.number == to), None)
+    if target is None or (served and target.id == served[0].id):
+        numbers = ", ".join(str(r.number) for r in served[1:]) or "none"
+        raise ValidationFailed(
+            f"no earlier release of {environment} that served to go back to (earlier: {numbers})",
+            field="to",
+        )
+    pinned: dict[str, str] = {}
+    for service, per_server in target.parts.items():
+        ids = {p.get("image_id") for p in per_server.values()}
+        if len(ids) != 1 or None in ids:
+            raise Conflict(
+                f"release {target.number} has no single image for {service}", code="not_restorable"
+            )
+        pinned[service] = str(ids.pop())
+    return await _stage(
+        db,
+        context=context,
+        caller=caller,
+        app=app,
+        environment=environment,
+        spec=target.spec,
+        commit=target.commit,
+        branch=target.branch,
+        clean=target.clean,
+        action="app.rollback",
+        pinned=pinned,
+        shipped_from=target.shipped_from,
     )

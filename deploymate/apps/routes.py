@@ -188,12 +188,10 @@ class ShipIn(BaseModel):
     environment: Annotated[
         str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
     ] = "production"
-    source: (
-        Annotated[
-            str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", alias="from")
-        ]
-        | None
-    ) = None
+    source: Annotated[
+        str | None,
+        Field(alias="from", max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+    ] = None
     confirm: Annotated[str, Field(max_length=40)] | None = None
 
 
@@ -210,6 +208,31 @@ async def ship(
         name=name,
         environment=body.environment,
         source=body.source,
+        confirm=body.confirm,
+    )
+    return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    environment: Annotated[str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+    to: Annotated[int, Field(ge=1, le=2_000_000_000)] | None = None
+    confirm: Annotated[str, Field(max_length=40)] | None = None
+
+
+@router.post("/{name}/rollback", status_code=status.HTTP_202_ACCEPTED)
+async def rollback(
+    name: AppName, body: RollbackIn, db: DbDep, me: CallerDep, context: ContextDep
+) -> dict[str, Any]:
+    """The environment back to an earlier app release that served (`to`: its number; default
+    the one before), every service together."""
+    app_release, job = await releases.rollback(
+        db,
+        context=context,
+        caller=me,
+        name=name,
+        environment=body.environment,
+        to=body.to,
         confirm=body.confirm,
     )
     return {"job_id": job.id, "release": app_release.number, "id": app_release.id}

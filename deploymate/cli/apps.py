@@ -203,3 +203,37 @@ def ship(
     accepted = api_client.request(config, "POST", f"/api/apps/{name}/ship", json=body)
     say(f"shipping {name} to {environment} (release {accepted['release']})")
     _finish(config, accepted["job_id"], f"ship of {name} to {environment}")
+
+
+@app_app.command("rollback")
+def rollback(
+    environment: Annotated[str, typer.Argument(help="The environment.", metavar="ENV")],
+    app: Annotated[
+        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
+    ] = None,
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to", help="The app release to go back to (default: the one before).", metavar="N"
+        ),
+    ] = None,
+    confirm: Annotated[
+        str | None,
+        typer.Option("--confirm", help="The app's name (production).", metavar="APP"),
+    ] = None,
+) -> None:
+    """Bring ENV back to an earlier app release, whole: every service together, by image ID."""
+    from deploymate.cli import api_client, config_file
+    from deploymate.cli.deployments import _finish
+
+    name = app
+    if name is None:
+        from deploymate.apps import spec as app_spec
+
+        root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+        name = app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    config = config_file.load()
+    body = {"environment": environment, "to": to, "confirm": confirm}
+    accepted = api_client.request(config, "POST", f"/api/apps/{name}/rollback", json=body)
+    say(f"rolling {name} {environment} back (app release {accepted['release']})")
+    _finish(config, accepted["job_id"], f"rollback of {name} {environment}")

@@ -257,3 +257,27 @@ def test_ship_promotes_exactly_the_staging_release_to_production(
     member = member_headers(client, "milo")
     denied = client.post("/api/apps/shop/ship", json={"confirm": "shop"}, headers=member)
     assert denied.status_code in (403, 404)
+
+
+def test_rollback_brings_every_service_back_to_an_earlier_app_release(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    for version in ("v1", "v2"):
+        job = wait_job(client, _deploy(client, spec(version))["job_id"])
+        assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host) == "v2"
+    res = client.post("/api/apps/shop/rollback", json={"environment": "staging"})
+    assert res.status_code == 202, res.text
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host) == "v1"
+    releases = client.get("/api/apps/shop/releases?environment=staging").json()
+    assert [r["number"] for r in releases] == [3, 2, 1]
+    assert (
+        releases[0]["parts"]["worker"]["edge"]["image_id"]
+        == (releases[2]["parts"]["worker"]["edge"]["image_id"])
+    )
+    nothing = client.post("/api/apps/shop/rollback", json={"environment": "staging", "to": 9})
+    assert nothing.status_code == 422 and "earlier: 2, 1" in nothing.json()["detail"]
