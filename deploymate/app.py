@@ -49,6 +49,7 @@ ROUTERS = (
     proxy_routes.router,
     registries_routes.router,
     apps_routes.router,
+    apps_routes.approvals_router,
     notifications_routes.router,
     backup_routes.router,
     auth_pages.router,

@@ -1,7 +1,7 @@
 """Imports every domain's models so Alembic and the app see the whole schema."""
 
 from deploymate.admin.models import SavedView, UpgradeRequest
-from deploymate.apps.models import App, AppRelease, AppSecret
+from deploymate.apps.models import App, AppRelease, AppSecret, ShipRequest
 from deploymate.audit.models import AuditEvent
 from deploymate.auth.models import ApiToken, AuthSession, User
 from deploymate.core.events import EventRecord
@@ -30,6 +30,7 @@ __all__ = [
     "Release",
     "SavedView",
     "Server",
+    "ShipRequest",
     "UpgradeRequest",
     "User",
     "Webhook",

@@ -63,3 +63,24 @@ class AppRelease(Base):
     created_by: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class ShipRequest(Base):
+    """A member's ship to production, waiting for an admin; it is for one staging release."""
+
+    __tablename__ = "ship_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    environment: Mapped[str] = mapped_column(String(40))
+    source_release_id: Mapped[int]
+    requested_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    requested_by_name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # approved|rejected|stale
+    decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    app_release_id: Mapped[int | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

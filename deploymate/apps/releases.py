@@ -14,13 +14,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.apps import service as apps
-from deploymate.apps.models import App, AppRelease, AppSecret
+from deploymate.apps.models import App, AppRelease, AppSecret, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.audit import service as audit
 from deploymate.context import AppContext
 from deploymate.core.caller import Caller
 from deploymate.core.crypto import Cipher
-from deploymate.core.errors import Conflict, PermissionDenied, ValidationFailed
+from deploymate.core.db import utcnow
+from deploymate.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from deploymate.deployments import service as deployments
 from deploymate.deployments.models import Deployment
 from deploymate.jobs import service as jobs
@@ -351,19 +352,10 @@ def _staging_of(spec: dict[str, Any], source: str | None) -> str:
     return staging[0]
 
 
-async def ship(
-    db: AsyncSession,
-    *,
-    context: AppContext,
-    caller: Caller,
-    name: str,
-    environment: str,
-    source: str | None,
-    confirm: str | None,
-) -> tuple[AppRelease, Job]:
-    """Promote to production exactly what serves on staging: its spec at that commit and its
-    image IDs, with production's own env and secrets; nothing rebuilt, no new image reference."""
-    app = await apps.get(db, caller=caller, name=name)
+async def _shippable(
+    db: AsyncSession, app: App, environment: str, source: str | None
+) -> tuple[AppRelease, dict[str, str]]:
+    """The staging release that would ship, with its image ID per service, or why none can."""
     if environment not in app.spec["environments"]:
         raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
     if environment_kind(environment, app.spec["environments"][environment]) != "production":
@@ -371,19 +363,7 @@ async def ship(
             f"{environment} is not production; deploy to it with `deploymate app deploy`",
             field="environment",
         )
-    if not caller.is_admin:
-        raise PermissionDenied(
-            "production is protected: members do not ship; ask an admin (ship requests with "
-            "approval are coming)",
-            code="production_protected",
-        )
-    if confirm != app.name:
-        raise ValidationFailed(
-            f"shipping to production needs the app's name typed: --confirm {app.name}",
-            field="confirm",
-            code="confirmation_required",
-        )
-    staging = _staging_of(app.spec, None if source is None else source)
+    staging = _staging_of(app.spec, source)
     serving = (
         await db.execute(
             select(AppRelease)
@@ -435,6 +415,20 @@ async def ship(
                 code="staging_not_healthy",
             )
         pinned[service] = str(ids.pop())
+    return serving, pinned
+
+
+async def _ship_release(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    app: App,
+    environment: str,
+    serving: AppRelease,
+    pinned: dict[str, str],
+    action: str,
+) -> tuple[AppRelease, Job]:
     return await _stage(
         db,
         context=context,
@@ -445,10 +439,174 @@ async def ship(
         commit=serving.commit,
         branch=serving.branch,
         clean=True,
-        action="app.ship",
+        action=action,
         pinned=pinned,
         shipped_from=serving.id,
     )
+
+
+async def ship(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    name: str,
+    environment: str,
+    source: str | None,
+    confirm: str | None,
+) -> tuple[AppRelease, Job] | ShipRequest:
+    """Promote to production exactly what serves on staging: its spec at that commit and its
+    image IDs, with production's own env and secrets; nothing rebuilt, no new image reference.
+    An admin ships at once (confirming with the app's name); a member's ship becomes a request
+    that an admin approves or rejects."""
+    app = await apps.get(db, caller=caller, name=name)
+    serving, pinned = await _shippable(db, app, environment, source)
+    if not caller.is_admin:
+        return await _request(db, caller=caller, app=app, environment=environment, serving=serving)
+    if confirm != app.name:
+        raise ValidationFailed(
+            f"shipping to production needs the app's name typed: --confirm {app.name}",
+            field="confirm",
+            code="confirmation_required",
+        )
+    return await _ship_release(
+        db,
+        context=context,
+        caller=caller,
+        app=app,
+        environment=environment,
+        serving=serving,
+        pinned=pinned,
+        action="app.ship",
+    )
+
+
+async def _request(
+    db: AsyncSession, *, caller: Caller, app: App, environment: str, serving: AppRelease
+) -> ShipRequest:
+    pending = (
+        await db.execute(
+            select(ShipRequest).where(
+                ShipRequest.app_id == app.id,
+                ShipRequest.environment == environment,
+                ShipRequest.source_release_id == serving.id,
+                ShipRequest.status == "pending",
+            )
+        )
+    ).scalar_one_or_none()
+    if pending is not None:
+        raise Conflict(
+            f"a ship request for this release is already waiting (#{pending.id})",
+            code="request_pending",
+        )
+    request = ShipRequest(
+        app_id=app.id,
+        environment=environment,
+        source_release_id=serving.id,
+        requested_by=caller.user_id,
+        requested_by_name=caller.username,
+        status="pending",
+    )
+    db.add(request)
+    await db.flush()
+    await audit.record(
+        db,
+        caller=caller,
+        action="app.ship_requested",
+        target_type="app",
+        target_id=app.id,
+        details={
+            "app": app.name,
+            "environment": environment,
+            "request": request.id,
+            "staging_release": serving.number,
+        },
+    )
+    await db.commit()
+    return request
+
+
+async def list_requests(
+    db: AsyncSession, *, caller: Caller, pending_only: bool = True
+) -> list[ShipRequest]:
+    stmt = select(ShipRequest).order_by(ShipRequest.id.desc()).limit(200)
+    if pending_only:
+        stmt = stmt.where(ShipRequest.status == "pending")
+    if not caller.is_admin:
+        stmt = stmt.where(ShipRequest.requested_by == caller.user_id)
+    return list((await db.execute(stmt)).scalars())
+
+
+async def decide(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    request_id: int,
+    approve: bool,
+    reason: str | None = None,
+) -> tuple[ShipRequest, Job | None]:
+    """An admin's answer. An approval ships the very release the member asked for, recorded
+    as approved; if staging moved on since, the approval is refused (approvals are for one
+    release) and the request marked stale."""
+    if not caller.is_admin:
+        raise PermissionDenied("only admins approve or reject ship requests", code="forbidden")
+    request = await db.get(ShipRequest, request_id)
+    if request is None:
+        raise NotFound(f"no ship request {request_id}")
+    if request.status != "pending":
+        raise Conflict(
+            f"ship request #{request.id} was already {request.status}", code="already_decided"
+        )
+    app = await db.get(App, request.app_id)
+    assert app is not None
+    request.decided_by, request.decided_at, request.reason = caller.username, utcnow(), reason
+    if not approve:
+        request.status = "rejected"
+        await audit.record(
+            db,
+            caller=caller,
+            action="app.ship_rejected",
+            target_type="app",
+            target_id=app.id,
+            details={"request": request.id, "reason": reason},
+        )
+        await db.commit()
+        return request, None
+    try:
+        serving, pinned = await _shippable(db, app, request.environment, None)
+    except Conflict as exc:
+        request.status = "stale"
+        await db.commit()
+        raise Conflict(
+            f"request #{request.id} can no longer ship: {exc.detail}", code="request_stale"
+        ) from None
+    if serving.id != request.source_release_id:
+        request.status = "stale"
+        await db.commit()
+        raise Conflict(
+            f"request #{request.id} was for staging release {request.source_release_id}, and "
+            f"staging now serves release {serving.number}: approvals are for one release; "
+            "ask for a new ship",
+            code="request_stale",
+        )
+    request.status = "approved"
+    app_release, job = await _ship_release(
+        db,
+        context=context,
+        caller=caller,
+        app=app,
+        environment=request.environment,
+        serving=serving,
+        pinned=pinned,
+        action="app.ship",
+    )
+    app_release.created_by = (
+        f"{caller.username} (approved #{request.id} of {request.requested_by_name})"[:64]
+    )
+    request.app_release_id = app_release.id
+    await db.commit()
+    return request, job
 
 
 async def rollback(

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from deploymate.apps import releases, service
-from deploymate.apps.models import App, AppRelease
+from deploymate.apps.models import App, AppRelease, ShipRequest
 from deploymate.apps.spec import environment_kind
-from deploymate.deps import CallerDep, ContextDep, DbDep
+from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
 
 router = APIRouter(prefix="/api/apps", tags=["apps"])
 AppName = Annotated[str, Path(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
@@ -199,9 +199,10 @@ class ShipIn(BaseModel):
 async def ship(
     name: AppName, body: ShipIn, db: DbDep, me: CallerDep, context: ContextDep
 ) -> dict[str, Any]:
-    """Promote exactly what serves on staging (its image IDs and its spec) to production; the
-    app's name in `confirm`. 202 with the job to follow."""
-    app_release, job = await releases.ship(
+    """Promote exactly what serves on staging (its image IDs and its spec) to production. An
+    admin confirms with the app's name and gets the job; a member's ship becomes a request for
+    an admin (`request_id`, see /api/approvals)."""
+    done = await releases.ship(
         db,
         context=context,
         caller=me,
@@ -210,7 +211,63 @@ async def ship(
         source=body.source,
         confirm=body.confirm,
     )
+    if isinstance(done, ShipRequest):
+        return {"request_id": done.id, "status": done.status}
+    app_release, job = done
     return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
+
+
+approvals_router = APIRouter(prefix="/api/approvals", tags=["apps"])
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+def _request_out(r: ShipRequest) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "app_id": r.app_id,
+        "environment": r.environment,
+        "source_release_id": r.source_release_id,
+        "requested_by": r.requested_by_name,
+        "status": r.status,
+        "decided_by": r.decided_by,
+        "decided_at": r.decided_at,
+        "reason": r.reason,
+        "app_release_id": r.app_release_id,
+        "created_at": r.created_at,
+    }
+
+
+@approvals_router.get("")
+async def list_requests(db: DbDep, me: CallerDep, all: bool = False) -> list[dict[str, Any]]:
+    """Ship requests waiting for an admin (`all`: decided ones too); members see their own."""
+    return [
+        _request_out(r) for r in await releases.list_requests(db, caller=me, pending_only=not all)
+    ]
+
+
+@approvals_router.post("/{request_id}/approve", status_code=status.HTTP_202_ACCEPTED)
+async def approve(
+    request_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
+) -> dict[str, Any]:
+    """Ship the release the request was for; refused when staging moved on since."""
+    request, job = await releases.decide(
+        db, context=context, caller=me, request_id=request_id, approve=True
+    )
+    return {**_request_out(request), "job_id": job.id if job else None}
+
+
+@approvals_router.post("/{request_id}/reject")
+async def reject(
+    request_id: IdPath, body: DecisionIn, db: DbDep, me: CallerDep, context: ContextDep
+) -> dict[str, Any]:
+    request, _ = await releases.decide(
+        db, context=context, caller=me, request_id=request_id, approve=False, reason=body.reason
+    )
+    return _request_out(request)
 
 
 class RollbackIn(BaseModel):

@@ -201,6 +201,12 @@ def ship(
     config = config_file.load()
     body = {"environment": environment, "from": source, "confirm": confirm}
     accepted = api_client.request(config, "POST", f"/api/apps/{name}/ship", json=body)
+    if "request_id" in accepted:
+        say(
+            f"production is protected: ship request #{accepted['request_id']} waits for an "
+            "admin (`deploymate approvals list`)"
+        )
+        return
     say(f"shipping {name} to {environment} (release {accepted['release']})")
     _finish(config, accepted["job_id"], f"ship of {name} to {environment}")
 
@@ -237,3 +243,60 @@ def rollback(
     accepted = api_client.request(config, "POST", f"/api/apps/{name}/rollback", json=body)
     say(f"rolling {name} {environment} back (app release {accepted['release']})")
     _finish(config, accepted["job_id"], f"rollback of {name} {environment}")
+
+
+approvals_app = typer.Typer(help="Ship requests waiting for an admin.", no_args_is_help=True)
+
+
+@approvals_app.command("list")
+def approvals_list(
+    everything: Annotated[bool, typer.Option("--all", help="Decided requests too.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Ship requests waiting (admins: all; members: their own)."""
+    from deploymate.cli import api_client, config_file
+
+    rows = api_client.request(
+        config_file.load(), "GET", "/api/approvals", params={"all": str(everything).lower()}
+    )
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        say(
+            f"#{r['id']} {r['status']}: app {r['app_id']} to {r['environment']} "
+            f"(staging release id {r['source_release_id']}) by {r['requested_by']}"
+            + (f", decided by {r['decided_by']}" if r["decided_by"] else "")
+        )
+    if not rows:
+        say("no ship request waits")
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    request_id: Annotated[int, typer.Argument(help="The request.", metavar="ID")],
+) -> None:
+    """Ship the release the request is for (refused if staging moved on since)."""
+    from deploymate.cli import api_client, config_file
+    from deploymate.cli.deployments import _finish
+
+    config = config_file.load()
+    done = api_client.request(config, "POST", f"/api/approvals/{request_id}/approve")
+    say(f"request #{request_id} approved; shipping")
+    _finish(config, done["job_id"], f"ship of request #{request_id}")
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    request_id: Annotated[int, typer.Argument(help="The request.", metavar="ID")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, for the requester.", metavar="TEXT")
+    ] = None,
+) -> None:
+    """Refuse a ship request."""
+    from deploymate.cli import api_client, config_file
+
+    api_client.request(
+        config_file.load(), "POST", f"/api/approvals/{request_id}/reject", json={"reason": reason}
+    )
+    say(f"request #{request_id} rejected")

@@ -281,3 +281,61 @@ def test_rollback_brings_every_service_back_to_an_earlier_app_release(
     )
     nothing = client.post("/api/apps/shop/rollback", json={"environment": "staging", "to": 9})
     assert nothing.status_code == 422 and "earlier: 2, 1" in nothing.json()["detail"]
+
+
+def test_a_members_ship_is_a_request_an_admin_approves_for_one_release(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    member = member_headers(client, "mona")
+    made = client.post("/api/servers", json=key_server(lab_host, "edge"), headers=member)
+    assert made.status_code == 201, made.text
+
+    def deploy_as_member(version: str) -> None:
+        res = client.post(
+            "/api/apps/shop/deploy",
+            json={
+                "environment": "staging",
+                "spec": spec(version),
+                "commit": f"c0ffee0{version[1:]}",
+            },
+            headers=member,
+        )
+        assert res.status_code == 202, res.text
+        job = wait_job(client, res.json()["job_id"])
+        assert job["status"] == "succeeded", job_text(job)
+
+    deploy_as_member("v1")
+    # A member never ships: the ship becomes a request, and nothing runs yet.
+    asked = client.post("/api/apps/shop/ship", json={}, headers=member)
+    assert asked.status_code == 202 and asked.json()["status"] == "pending", asked.text
+    request_id = asked.json()["request_id"]
+    assert via_proxy(lab_host, "www.shop.test") != "v1"
+    twice = client.post("/api/apps/shop/ship", json={}, headers=member)
+    assert twice.status_code == 409 and twice.json()["code"] == "request_pending"
+    assert client.post(f"/api/approvals/{request_id}/approve", headers=member).status_code == 403
+    waiting = client.get("/api/approvals").json()
+    assert [r["id"] for r in waiting] == [request_id] and waiting[0]["requested_by"] == "mona"
+
+    # The admin approves: the very release asked for ships, recorded as approved.
+    approved = client.post(f"/api/approvals/{request_id}/approve")
+    assert approved.status_code == 202, approved.text
+    job = wait_job(client, approved.json()["job_id"])
+    assert job["status"] == "succeeded", job_text(job)
+    assert via_proxy(lab_host, "www.shop.test") == "v1"
+    production = client.get("/api/apps/shop/releases?environment=production").json()[0]
+    assert production["created_by"].startswith(f"admin (approved #{request_id} of mona")
+
+    # Approvals are for one release: staging moved on, so the old request cannot ship it.
+    deploy_as_member("v2")
+    second = client.post("/api/apps/shop/ship", json={}, headers=member).json()["request_id"]
+    deploy_as_member("v1")
+    stale = client.post(f"/api/approvals/{second}/approve")
+    assert stale.status_code == 409 and stale.json()["code"] == "request_stale", stale.text
+    assert "approvals are for one release" in stale.json()["detail"]
+    assert via_proxy(lab_host, "www.shop.test") == "v1"
+    rejected = client.post("/api/apps/shop/ship", json={}, headers=member).json()["request_id"]
+    no = client.post(f"/api/approvals/{rejected}/reject", json={"reason": "not on a Friday"})
+    assert no.status_code == 200 and no.json()["status"] == "rejected"
+    mine = client.get("/api/approvals?all=true", headers=member).json()
+    assert {r["status"] for r in mine} == {"approved", "stale", "rejected"}
