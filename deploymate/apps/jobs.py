@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploymate.apps.models import AppRelease
-from deploymate.apps.releases import APP_RELEASE
+from deploymate.apps.releases import APP_RELEASE, SKIP_DRIFT
 from deploymate.context import AppContext
 from deploymate.core.db import utcnow
 from deploymate.deployments import engine, routing
@@ -28,13 +28,14 @@ from deploymate.deployments.jobs import JobRouter, plan_for
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
 from deploymate.deployments.service import restore
 from deploymate.jobs.worker import JobContext, JobFailed
-from deploymate.runtime import images
+from deploymate.runtime import docker, images
 from deploymate.runtime.errors import RuntimeFailure
 from deploymate.runtime.executor import Executor
 from deploymate.servers.models import Server
 from deploymate.servers.targets import executor_for
 
 PARALLEL = 5
+DRIFT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -152,6 +153,46 @@ async def _undo(ctx: JobContext, parts: list[Part], log: engine.Log, why: str) -
             await engine.discard(part.executor, part.plan.container_name, log, why)
 
 
+async def _drift(
+    ctx: JobContext, app_release: AppRelease, parts: list[Part], log: engine.Log
+) -> str | None:
+    """The spec's drift command in the serving container and in the new one, before any
+    switch: different answers (a schema version, say) block the release, with both shown.
+    Only a non-production deploy may skip it, and that is audited when it is asked."""
+    drift = app_release.spec.get("drift") or {}
+    if not drift.get("command"):
+        return None
+    if ctx.job.payload.get(SKIP_DRIFT):
+        await log("drift check skipped (--skip-drift)")
+        return None
+    service = drift.get("service") or next(iter(app_release.spec["services"]))
+    part = next((p for p in parts if p.service == service and p.plan is not None), None)
+    if part is None or part.plan is None:
+        return None
+    if part.previous is None:
+        await log(f"drift: nothing serves {service} yet; nothing to compare")
+        return None
+    argv = list(drift["command"])
+    answers = []
+    for name in (part.previous, part.plan.container_name):
+        result = await part.executor.run(docker.exec_in(name, argv, DRIFT_TIMEOUT))
+        text = result.stdout.strip()
+        if not result.ok:
+            return (
+                f"drift: {' '.join(argv)} failed in {name} (status {result.exit_status}): "
+                f"{text[-300:]}"
+            )
+        answers.append(text)
+    await log(f"drift: serving says {answers[0][:200]!r}, new release says {answers[1][:200]!r}")
+    if answers[0] != answers[1]:
+        return (
+            f"drift: the serving release of {service} says {answers[0][:200]!r} and the new one "
+            f"says {answers[1][:200]!r} to {' '.join(argv)}; bring them in line (for example run "
+            "the pending migrations by hand) before this release can go out"
+        )
+    return None
+
+
 async def deploy(ctx: JobContext) -> None:
     context: AppContext = ctx.context
     lines: list[str] = []
@@ -181,7 +222,11 @@ async def deploy(ctx: JobContext) -> None:
         await _undo(ctx, parts, log, "another service failed")
         await _finish(ctx, app_release.id, parts, False, detail, lines)
         raise JobFailed(f"app release {app_release.number} failed before any switch: {detail}")
-    problem = None
+    problem = await _drift(ctx, app_release, parts, log)
+    if problem is not None:
+        await _undo(ctx, parts, log, "drift")
+        await _finish(ctx, app_release.id, parts, False, problem, lines)
+        raise JobFailed(f"app release {app_release.number} blocked before any switch: {problem}")
     for part in parts:
         assert part.plan is not None
         if not part.plan.routed:

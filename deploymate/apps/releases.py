@@ -31,6 +31,7 @@ from deploymate.servers.models import Server
 
 JOB_KIND = "app_deploy"
 APP_RELEASE = "app_release_id"
+SKIP_DRIFT = "skip_drift"
 
 
 def deployment_name(app: str, environment: str, service: str) -> str:
@@ -172,6 +173,7 @@ async def deploy(
     commit: str | None,
     branch: str | None,
     clean: bool,
+    skip_drift: bool = False,
 ) -> tuple[AppRelease, Job]:
     app = (await apps.save(db, caller=caller, text=spec_text))[0] if spec_text else None
     if app is None:
@@ -207,6 +209,7 @@ async def deploy(
         branch=branch,
         clean=clean,
         action="app.deploy",
+        skip_drift=skip_drift,
     )
 
 
@@ -224,6 +227,7 @@ async def _stage(
     action: str,
     pinned: dict[str, str] | None = None,
     shipped_from: int | None = None,
+    skip_drift: bool = False,
 ) -> tuple[AppRelease, Job]:
     """Records for one app release (a release per service per server, the app release, the job
     under every lock of the environment); `pinned`: service -> image ID to run (a ship)."""
@@ -297,7 +301,7 @@ async def _stage(
         deployment_id=None,
         release_id=None,
         created_by=caller.username,
-        payload={APP_RELEASE: app_release.id},
+        payload={APP_RELEASE: app_release.id, SKIP_DRIFT: skip_drift},
         also_lock=locks,
     )
     app_release.job_id = job.id
@@ -313,6 +317,7 @@ async def _stage(
             "release": number,
             "commit": commit,
             "clean": clean,
+            **({"skip_drift": True} if skip_drift else {}),
         },
     )
     await db.commit()

@@ -117,6 +117,7 @@ class DeployIn(BaseModel):
     commit: Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")] | None = None
     branch: Annotated[str, Field(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
     clean: bool = True
+    skip_drift: bool = False  # non-production only (production is shipped); audited
 
 
 class AppReleaseOut(BaseModel):
@@ -169,6 +170,7 @@ async def deploy(
         commit=body.commit,
         branch=body.branch,
         clean=body.clean,
+        skip_drift=body.skip_drift,
     )
     return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
 

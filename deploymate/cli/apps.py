@@ -114,6 +114,12 @@ def deploy(
             "never for production).",
         ),
     ] = False,
+    skip_drift: Annotated[
+        bool,
+        typer.Option(
+            "--skip-drift", help="Do not run the drift check (audited; never for a ship)."
+        ),
+    ] = False,
 ) -> None:
     """Deploy what is committed (HEAD) to ENV: the spec as committed, every service on every
     server of the environment, together. Production is reached by shipping, not deploying."""
@@ -157,6 +163,7 @@ def deploy(
             "commit": commit,
             "branch": branch,
             "clean": not changed,
+            "skip_drift": skip_drift,
         },
     )
     say(

@@ -339,3 +339,44 @@ def test_a_members_ship_is_a_request_an_admin_approves_for_one_release(
     assert no.status_code == 200 and no.json()["status"] == "rejected"
     mine = client.get("/api/approvals?all=true", headers=member).json()
     assert {r["status"] for r in mine} == {"approved", "stale", "rejected"}
+
+
+def test_drift_blocks_a_release_before_any_switch_and_a_ship_has_no_bypass(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+
+    def with_drift(version: str) -> str:
+        return spec(version) + "drift:\n  command: [cat, /www/version]\n  service: web\n"
+
+    assert wait_job(client, _deploy(client, with_drift("v1"))["job_id"])["status"] == "succeeded"
+    shipped = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert wait_job(client, shipped.json()["job_id"])["status"] == "succeeded"
+    # v2 answers differently from what serves: blocked before any switch, both answers shown.
+    job = wait_job(client, _deploy(client, with_drift("v2"))["job_id"])
+    assert job["status"] == "failed", job_text(job)
+    assert "'v1'" in job["error"] and "'v2'" in job["error"] and "drift" in job["error"]
+    assert "proxy switched" not in job_text(job)
+    assert via_proxy(lab_host) == "v1"
+    # A non-production deploy may skip it (audited); a ship may not.
+    res = client.post(
+        "/api/apps/shop/deploy",
+        json={
+            "environment": "staging",
+            "spec": with_drift("v2"),
+            "commit": "d1e2f3a4",
+            "skip_drift": True,
+        },
+    )
+    job = wait_job(client, res.json()["job_id"])
+    assert job["status"] == "succeeded" and "drift check skipped" in job_text(job)
+    assert via_proxy(lab_host) == "v2"
+    audit = client.get("/api/admin/audit?action=app.deploy").json()
+    assert any(
+        e["action"] == "app.deploy" and e["details"].get("skip_drift") for e in audit["items"]
+    )
+    blocked = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    job = wait_job(client, blocked.json()["job_id"])
+    assert job["status"] == "failed" and "drift" in job["error"], job_text(job)
+    assert via_proxy(lab_host, "www.shop.test") == "v1"
