@@ -8,6 +8,7 @@ refuses it. Every app release records its commit, branch and whether the tree wa
 from __future__ import annotations
 
 import json
+from secrets import token_hex as secrets_token
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,11 +24,16 @@ from deploymate.core.crypto import Cipher
 from deploymate.core.db import utcnow
 from deploymate.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from deploymate.deployments import service as deployments
-from deploymate.deployments.models import Deployment
+from deploymate.deployments.jobs import plan_for
+from deploymate.deployments.models import Deployment, Release
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
+from deploymate.runtime import docker
+from deploymate.runtime.executor import Executor
+from deploymate.runtime.proxy import NETWORK
 from deploymate.servers import service as servers
 from deploymate.servers.models import Server
+from deploymate.servers.targets import executor_for
 
 JOB_KIND = "app_deploy"
 APP_RELEASE = "app_release_id"
@@ -688,3 +694,78 @@ async def rollback(
         pinned=pinned,
         shipped_from=target.shipped_from,
     )
+
+
+async def one_off(
+    db: AsyncSession,
+    *,
+    context: AppContext,
+    caller: Caller,
+    name: str,
+    environment: str,
+    service: str | None,
+    command: list[str],
+) -> tuple[Executor, docker.ContainerSpec]:
+    """A new container of the release serving `service` in `environment` (same image ID, env,
+    secrets, network and volumes) to run `command` in; audited with the program and the number
+    of arguments only (they may hold a password)."""
+    app = await apps.get(db, caller=caller, name=name)
+    if environment not in app.spec["environments"]:
+        raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
+    kind = environment_kind(environment, app.spec["environments"][environment])
+    if kind == "production" and not caller.is_admin:
+        raise PermissionDenied(
+            "production is protected: members do not run commands there",
+            code="production_protected",
+        )
+    service = service or next(iter(app.spec["services"]))
+    dep = (
+        await db.execute(
+            select(Deployment)
+            .where(
+                Deployment.app_id == app.id,
+                Deployment.app_environment == environment,
+                Deployment.app_service == service,
+                Deployment.status != "deleted",
+                Deployment.current_release_id.is_not(None),
+            )
+            .order_by(Deployment.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if dep is None:
+        raise Conflict(
+            f"no release of {service} serves in {environment}: deploy it first", code="no_release"
+        )
+    release = await db.get(Release, dep.current_release_id)
+    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    assert release is not None and release.image_id
+    plan = plan_for(context, dep, release, release.image_id)
+    spec = plan.spec(docker.ROLE_SERVING, publish=False)
+    one = docker.ContainerSpec(
+        name=f"dm-run-{dep.name}-{secrets_token(3)}",
+        image=spec.image,
+        labels={**spec.labels, docker.LABEL_ROLE: "run"},
+        env=spec.env,
+        command=command,
+        restart_policy="no",
+        memory=spec.memory,
+        network=NETWORK if plan.routed else None,
+        mounts=spec.mounts,
+    )
+    await audit.record(
+        db,
+        caller=caller,
+        action="app.run",
+        target_type="app",
+        target_id=app.id,
+        details={
+            "app": app.name,
+            "environment": environment,
+            "service": service,
+            "program": command[0][:200],
+            "arguments": len(command) - 1,
+        },
+    )
+    await db.commit()
+    return executor_for(context, server), one

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from deploymate.apps import releases, service
 from deploymate.apps.models import App, AppRelease, ShipRequest
 from deploymate.apps.spec import environment_kind
+from deploymate.core.errors import DeployMateError
+from deploymate.deployments.schemas import CommandLine
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
+from deploymate.runtime import docker
+from deploymate.web import sse
 
 router = APIRouter(prefix="/api/apps", tags=["apps"])
 AppName = Annotated[str, Path(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
@@ -295,3 +303,64 @@ async def rollback(
         confirm=body.confirm,
     )
     return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
+
+
+class RunIn(BaseModel):
+    """A one-off command in a new container of the serving release, as an argument list."""
+
+    model_config = ConfigDict(extra="forbid")
+    environment: Annotated[str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")]
+    service: Annotated[
+        str | None, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    ] = None
+    command: Annotated[CommandLine, Field(min_length=1)]
+    timeout: float = Field(default=600, gt=0, le=3600, description="seconds")
+
+
+@router.post("/{name}/run")
+async def run(
+    name: AppName, body: RunIn, db: DbDep, me: CallerDep, context: ContextDep
+) -> StreamingResponse:
+    """Run a command in a new container of the serving release (same image, env, secrets,
+    network; removed afterwards): its output as `out` events, then `end` with the exit code."""
+    executor, spec = await releases.one_off(
+        db,
+        context=context,
+        caller=me,
+        name=name,
+        environment=body.environment,
+        service=body.service,
+        command=list(body.command),
+    )
+    queue: asyncio.Queue[str | dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    async def on_line(line: str) -> None:
+        await queue.put(line)
+
+    async def produce() -> None:
+        try:
+            result = await executor.run(docker.run_once(spec, body.timeout), on_line=on_line)
+            await queue.put({"exit_code": result.exit_status})
+        except DeployMateError as exc:
+            await executor.run(docker.remove(spec.name))  # a timeout leaves it running
+            await queue.put({"exit_code": None, "error": exc.detail})
+
+    async def stream() -> AsyncIterator[str]:
+        task = asyncio.create_task(produce())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), 15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if isinstance(item, dict):
+                    yield sse.event("end", item)
+                    return
+                yield sse.event("out", {"line": item})
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    return sse.response(stream())

@@ -307,3 +307,48 @@ def approvals_reject(
         config_file.load(), "POST", f"/api/approvals/{request_id}/reject", json={"reason": reason}
     )
     say(f"request #{request_id} rejected")
+
+
+@app_app.command("run")
+def run(
+    environment: Annotated[str, typer.Argument(help="The environment.", metavar="ENV")],
+    command: Annotated[
+        list[str], typer.Argument(help="The command and its arguments, after --.", metavar="CMD")
+    ],
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service", "-s", help="The service (default: the first).", metavar="SERVICE"
+        ),
+    ] = None,
+    app: Annotated[
+        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds it may run, up to 3600.", metavar="SECONDS")
+    ] = 600,
+) -> None:
+    """Run a one-off command in a new container of the serving release (same image, env,
+    secrets and network; removed afterwards), stream its output and exit with its status:
+    `deploymate app run staging -- python -m shop.migrate --check`."""
+    from deploymate.cli import config_file
+    from deploymate.cli.deployments import _sse
+
+    name = app
+    if name is None:
+        from deploymate.apps import spec as app_spec
+
+        root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+        name = app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    config = config_file.load()
+    body = {"environment": environment, "service": service, "command": command, "timeout": timeout}
+    for event, data in _sse(config, f"/api/apps/{name}/run", method="POST", body=body):
+        if event == "out":
+            say(data["line"])
+        elif event == "end":
+            if data.get("error"):
+                print(f"error: {data['error']}", file=sys.stderr)
+                raise typer.Exit(1)
+            raise typer.Exit(int(data.get("exit_code") or 0))
+    print("error: the stream ended before the command did", file=sys.stderr)
+    raise typer.Exit(1)

@@ -209,6 +209,25 @@ def restart(name: str, seconds: int = 10) -> Command:
     return Command.of("docker", "restart", "--time", str(seconds), "--", name, timeout=seconds + 60)
 
 
+def run_once(spec: ContainerSpec, timeout: float) -> Command:
+    """A one-off container of a release (`docker run --rm`, attached): its output streamed, its
+    exit status the command's; env on stdin like every run."""
+    argv = ["docker", "run", "--rm", "--name", spec.name, "--env-file", "/dev/stdin"]
+    for key, value in sorted(spec.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    if spec.network:
+        argv += ["--network", spec.network]
+    for mount in spec.mounts:
+        argv += ["--mount", mount.option()]
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    argv.append(spec.image)
+    argv += list(spec.command or [])
+    return Command(
+        tuple(argv), timeout=timeout, stdin=env_file(spec.env), check=False, merge_stderr=True
+    )
+
+
 def exec_in(name: str, argv: Sequence[str], timeout: float) -> Command:
     """A one-off command in a running container; its output, stderr included, streamed."""
     return Command(

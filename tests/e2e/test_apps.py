@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -380,3 +381,35 @@ def test_drift_blocks_a_release_before_any_switch_and_a_ship_has_no_bypass(
     job = wait_job(client, blocked.json()["job_id"])
     assert job["status"] == "failed" and "drift" in job["error"], job_text(job)
     assert via_proxy(lab_host, "www.shop.test") == "v1"
+
+
+def test_app_run_streams_a_one_off_command_and_returns_its_exit_status(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    assert wait_job(client, _deploy(client, spec("v1"))["job_id"])["status"] == "succeeded"
+    res = client.post(
+        "/api/apps/shop/run",
+        json={
+            "environment": "staging",
+            "service": "worker",
+            "command": ["sh", "-c", "echo level=$LOG_LEVEL; cat /www/version; exit 7"],
+        },
+    )
+    assert res.status_code == 200, res.text
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("data: ", 1)[1]))
+        for block in res.text.strip().split("\n\n")
+        if block.startswith("event:")
+    ]
+    lines = [data["line"] for kind, data in events if kind == "out"]
+    assert "level=info" in lines and "v1" in lines
+    assert events[-1] == ("end", {"exit_code": 7})
+    # The one-off container is gone; the serving ones are untouched.
+    names = lab_host.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert not [n for n in names if n.startswith("dm-run-")]
+    assert "dm-shop-staging-worker-r1" in names
+    audit = client.get("/api/admin/audit?action=app.run").json()["items"]
+    assert audit[0]["details"]["program"] == "sh" and audit[0]["details"]["arguments"] == 2
+    assert "exit 7" not in json.dumps(audit)  # the arguments are never recorded
