@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.apps import releases, service
@@ -22,7 +23,7 @@ from deploymate.apps.models import App, AppRelease
 from deploymate.apps.spec import environment_kind
 from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError, NotFound, ValidationFailed
-from deploymate.deps import CallerDep, DbDep
+from deploymate.deps import CallerDep, ContextDep, DbDep
 from deploymate.web import flash
 from deploymate.web.forms import refused
 from deploymate.web.render import render
@@ -276,3 +277,76 @@ async def app_page(name: str, request: Request, me: CallerDep, db: DbDep) -> Res
         "lines": numbered(app.spec_text),
     }
     return render(request, "app_detail.html", context, me=me)
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+APPROVALS = "/app/approvals"
+
+
+async def _approvals_page(
+    request: Request, me: Caller, db: AsyncSession, *, status: int = 200, **extra: Any
+) -> Response:
+    rows = await releases.list_requests(db, caller=me, pending_only=False)
+    names = {a.id: a.name for a in await service.list_for(db, caller=me)}
+    if me.is_admin:
+        found = await db.execute(select(App.id, App.name))
+        names.update(dict(found.tuples().all()))
+    sources = {
+        r.id: r.number
+        for r in [await db.get(AppRelease, row.source_release_id) for row in rows]
+        if r is not None
+    }
+    requests = [
+        {
+            "id": r.id,
+            "app": names.get(r.app_id, f"#{r.app_id}"),
+            "environment": r.environment,
+            "release": sources.get(r.source_release_id),
+            "requested_by": r.requested_by_name,
+            "status": r.status,
+            "decided_by": r.decided_by,
+            "reason": r.reason,
+            "created_at": r.created_at,
+        }
+        for r in rows
+    ]
+    context = {
+        "pending": [r for r in requests if r["status"] == "pending"],
+        "decided": [r for r in requests if r["status"] != "pending"][:50],
+        **extra,
+    }
+    return render(request, "approvals.html", context, me=me, status=status)
+
+
+@router.get(APPROVALS, response_class=HTMLResponse)
+async def approvals_page(request: Request, me: CallerDep, db: DbDep) -> Response:
+    """Ship requests: admins approve or reject them; members see theirs."""
+    return await _approvals_page(request, me, db)
+
+
+@router.post(f"{APPROVALS}/{{request_id}}/{{answer}}", response_class=HTMLResponse)
+async def decide(
+    request_id: int, answer: str, request: Request, me: CallerDep, db: DbDep, context: ContextDep
+) -> Response:
+    if answer not in ("approve", "reject"):
+        raise NotFound("no such page")
+    form = await request.form()
+    reason = str(form.get("reason") or "").strip()[:500] or None
+    try:
+        done, _ = await releases.decide(
+            db,
+            context=context,
+            caller=me,
+            request_id=request_id,
+            approve=answer == "approve",
+            reason=reason,
+        )
+    except DeployMateError as exc:
+        return await refused(db, exc, partial(_approvals_page, request, me, db))
+    said = (
+        f"Request #{done.id} approved: shipping {done.environment}; follow it on the app's page."
+        if answer == "approve"
+        else f"Request #{done.id} rejected."
+    )
+    return flash.redirect(APPROVALS, said)

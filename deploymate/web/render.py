@@ -26,6 +26,7 @@ NAVIGATION: list[tuple[str, str, bool]] = [
     ("/app/deployment-workflow", "Deploy", False),
     ("/app/templates", "Templates", False),
     ("/app/apps", "Apps", False),
+    ("/app/approvals", "Approvals", False),
     ("/app/users", "Users", True),
     ("/app/upgrade-requests", "Upgrade requests", False),
     ("/app/audit", "Audit log", True),

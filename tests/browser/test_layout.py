@@ -34,6 +34,7 @@ PAGES = (
     "/app/templates",
     "/app/apps",
     "/app/apps/a-shop-with-a-rather-long-name",
+    "/app/approvals",
     "/app/change-password",
     "/app/no-such-page",
 )

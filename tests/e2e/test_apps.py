@@ -336,8 +336,17 @@ def test_a_members_ship_is_a_request_an_admin_approves_for_one_release(
     assert "approvals are for one release" in stale.json()["detail"]
     assert via_proxy(lab_host, "www.shop.test") == "v1"
     rejected = client.post("/api/apps/shop/ship", json={}, headers=member).json()["request_id"]
-    no = client.post(f"/api/approvals/{rejected}/reject", json={"reason": "not on a Friday"})
-    assert no.status_code == 200 and no.json()["status"] == "rejected"
+    # The console's inbox shows it to the admin, who rejects it there with a reason.
+    inbox = client.get("/app/approvals")
+    assert inbox.status_code == 200 and f'data-request="{rejected}"' in inbox.text
+    assert "Approve and ship" in inbox.text and "mona" in inbox.text
+    no = client.post(
+        f"/app/approvals/{rejected}/reject",
+        data={"reason": "not on a Friday"},
+        follow_redirects=True,
+    )
+    assert no.status_code == 200 and f"Request #{rejected} rejected." in no.text
+    assert "not on a Friday" in no.text
     mine = client.get("/api/approvals?all=true", headers=member).json()
     assert {r["status"] for r in mine} == {"approved", "stale", "rejected"}
 
