@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deploymate.core.db import Base, UTCDateTime, utcnow
@@ -57,6 +57,10 @@ class AppRelease(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # service -> server -> {"deployment_id", "release_id", "image_id"}
     parts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The files under the spec's migrations.path at the commit; at a ship, those production's
+    # `applied` command did not name (shown, never run).
+    migration_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    pending_migrations: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     job_id: Mapped[int | None] = mapped_column(default=None)

@@ -196,6 +196,7 @@ def _release(r: AppRelease) -> dict[str, Any]:
         "images": [{"service": s, "image_id": i[:19]} for s, i in images],
         "by": r.created_by,
         "at": r.created_at,
+        "pending": list(r.pending_migrations or []),
         "detail": r.detail,
     }
 

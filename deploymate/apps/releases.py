@@ -180,6 +180,7 @@ async def deploy(
     branch: str | None,
     clean: bool,
     skip_drift: bool = False,
+    migration_files: list[str] | None = None,
 ) -> tuple[AppRelease, Job]:
     app = (await apps.save(db, caller=caller, text=spec_text))[0] if spec_text else None
     if app is None:
@@ -216,6 +217,7 @@ async def deploy(
         clean=clean,
         action="app.deploy",
         skip_drift=skip_drift,
+        migration_files=migration_files,
     )
 
 
@@ -234,6 +236,8 @@ async def _stage(
     pinned: dict[str, str] | None = None,
     shipped_from: int | None = None,
     skip_drift: bool = False,
+    migration_files: list[str] | None = None,
+    pending_migrations: list[str] | None = None,
 ) -> tuple[AppRelease, Job]:
     """Records for one app release (a release per service per server, the app release, the job
     under every lock of the environment); `pinned`: service -> image ID to run (a ship)."""
@@ -294,6 +298,8 @@ async def _stage(
         branch=branch,
         clean=clean,
         shipped_from=shipped_from,
+        migration_files=list(migration_files or []),
+        pending_migrations=list(pending_migrations or []),
         spec=spec,
         parts=parts,
         status="pending",
@@ -453,7 +459,61 @@ async def _ship_release(
         action=action,
         pinned=pinned,
         shipped_from=serving.id,
+        migration_files=serving.migration_files,
+        pending_migrations=await pending_migrations(
+            db, context, app, environment, serving.spec, serving.migration_files
+        ),
     )
+
+
+async def pending_migrations(
+    db: AsyncSession,
+    context: AppContext,
+    app: App,
+    environment: str,
+    spec: dict[str, Any],
+    files: list[str],
+) -> list[str]:
+    """The migration files of the release that the environment's `applied` command, run in its
+    serving container, does not name. Shown with the command to run them by hand; never run."""
+    migrations = spec.get("migrations") or {}
+    if not migrations.get("applied") or not files:
+        return []
+    service = migrations.get("service") or next(iter(spec["services"]))
+    dep = (
+        await db.execute(
+            select(Deployment)
+            .where(
+                Deployment.app_id == app.id,
+                Deployment.app_environment == environment,
+                Deployment.app_service == service,
+                Deployment.current_release_id.is_not(None),
+                Deployment.status != "deleted",
+            )
+            .order_by(Deployment.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if dep is None:
+        return list(files)  # nothing serves there yet: every migration is still to run
+    release = await db.get(Release, dep.current_release_id)
+    server = await db.get(Server, dep.server_id) if dep.server_id else None
+    assert release is not None and release.container_name
+    result = await executor_for(context, server).run(
+        docker.exec_in(release.container_name, list(migrations["applied"]), 60)
+    )
+    if not result.ok:
+        raise Conflict(
+            f"the migrations' applied command failed in {environment} (status "
+            f"{result.exit_status}): {result.stdout.strip()[-300:]}; fix it before shipping",
+            code="migrations_unknown",
+        )
+    applied = {line.strip() for line in result.stdout.splitlines() if line.strip()}
+    return [
+        f
+        for f in files
+        if not ({f, f.rsplit("/", 1)[-1], f.rsplit("/", 1)[-1].rsplit(".", 1)[0]} & applied)
+    ]
 
 
 async def ship(

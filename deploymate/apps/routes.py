@@ -126,6 +126,9 @@ class DeployIn(BaseModel):
     branch: Annotated[str, Field(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
     clean: bool = True
     skip_drift: bool = False  # non-production only (production is shipped); audited
+    migrations: Annotated[
+        list[Annotated[str, Field(max_length=1024)]], Field(max_length=10_000)
+    ] = Field(default_factory=list)  # the files under migrations.path at the commit
 
 
 class AppReleaseOut(BaseModel):
@@ -139,6 +142,8 @@ class AppReleaseOut(BaseModel):
     detail: str | None
     job_id: int | None
     parts: dict[str, Any]
+    migration_files: list[str]
+    pending_migrations: list[str]
     created_by: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -156,6 +161,8 @@ def _release_out(r: AppRelease) -> AppReleaseOut:
         detail=r.detail,
         job_id=r.job_id,
         parts=r.parts,
+        migration_files=r.migration_files,
+        pending_migrations=r.pending_migrations,
         created_by=r.created_by,
         created_at=r.created_at,
         finished_at=r.finished_at,
@@ -179,6 +186,7 @@ async def deploy(
         branch=body.branch,
         clean=body.clean,
         skip_drift=body.skip_drift,
+        migration_files=body.migrations,
     )
     return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
 
@@ -224,7 +232,12 @@ async def ship(
     if isinstance(done, ShipRequest):
         return {"request_id": done.id, "status": done.status}
     app_release, job = done
-    return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
+    return {
+        "job_id": job.id,
+        "release": app_release.number,
+        "id": app_release.id,
+        "pending_migrations": app_release.pending_migrations,
+    }
 
 
 approvals_router = APIRouter(prefix="/api/approvals", tags=["apps"])

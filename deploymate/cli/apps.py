@@ -147,11 +147,20 @@ def deploy(
     from deploymate.apps import spec as app_spec
 
     try:
-        name = app_spec.load(spec_text, filename=file).name
+        found = app_spec.load(spec_text, filename=file)
     except app_spec.SpecInvalid as exc:
         for problem in exc.problems:
             print(problem.render(file), file=sys.stderr)
         raise typer.Exit(1) from None
+    name = found.name
+    migrations_path = (found.data.get("migrations") or {}).get("path")
+    migrations = (
+        sorted(
+            _git("ls-tree", "-r", "--name-only", "HEAD", "--", migrations_path, cwd=root).split()
+        )
+        if migrations_path
+        else []
+    )
     config = config_file.load()
     accepted = api_client.request(
         config,
@@ -164,6 +173,7 @@ def deploy(
             "branch": branch,
             "clean": not changed,
             "skip_drift": skip_drift,
+            "migrations": migrations,
         },
     )
     say(
@@ -215,6 +225,14 @@ def ship(
         )
         return
     say(f"shipping {name} to {environment} (release {accepted['release']})")
+    pending = accepted.get("pending_migrations") or []
+    if pending:
+        say(
+            f"{len(pending)} migration(s) {environment} has not applied (not run; run them by "
+            f"hand, e.g. `deploymate app run {environment} -- ...`):"
+        )
+        for item in pending:
+            say(f"  {item}")
     _finish(config, accepted["job_id"], f"ship of {name} to {environment}")
 
 

@@ -422,3 +422,58 @@ def test_app_run_streams_a_one_off_command_and_returns_its_exit_status(
     audit = client.get("/api/admin/audit?action=app.run").json()["items"]
     assert audit[0]["details"]["program"] == "sh" and audit[0]["details"]["arguments"] == 2
     assert "exit 7" not in json.dumps(audit)  # the arguments are never recorded
+
+
+def test_pending_migrations_are_listed_at_ship_and_never_run(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+    with_migrations = spec("v1") + (
+        "migrations:\n  path: migrations/\n"
+        "  applied: [sh, -c, 'ls /tmp/applied 2>/dev/null || true']\n  service: web\n"
+    )
+    files = ["migrations/0001_init.sql", "migrations/0002_orders.sql"]
+    res = client.post(
+        "/api/apps/shop/deploy",
+        json={
+            "environment": "staging",
+            "spec": with_migrations,
+            "commit": "e1e2e3e4",
+            "migrations": files,
+        },
+    )
+    assert wait_job(client, res.json()["job_id"])["status"] == "succeeded"
+    first = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert first.status_code == 202
+    assert first.json()["pending_migrations"] == files  # nothing serves there yet
+    assert wait_job(client, first.json()["job_id"])["status"] == "succeeded"
+    # Production says it applied 0001 (by hand); a new staging release lists only 0002.
+    lab_host.docker(
+        "exec",
+        "dm-shop-production-web-r1",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/applied && touch /tmp/applied/0001_init",
+    )
+    res = client.post(
+        "/api/apps/shop/deploy",
+        json={
+            "environment": "staging",
+            "spec": with_migrations.replace("v1", "v2"),
+            "commit": "f1f2f3f4",
+            "migrations": files,
+        },
+    )
+    assert wait_job(client, res.json()["job_id"])["status"] == "succeeded"
+    second = client.post("/api/apps/shop/ship", json={"confirm": "shop"})
+    assert second.status_code == 202, second.text
+    assert second.json()["pending_migrations"] == ["migrations/0002_orders.sql"]
+    job = wait_job(client, second.json()["job_id"])
+    assert job["status"] == "succeeded"
+    # Listed in the release record; the release never ran them.
+    production = client.get("/api/apps/shop/releases?environment=production").json()[0]
+    assert production["pending_migrations"] == ["migrations/0002_orders.sql"]
+    assert "0002_orders" not in job_text(job)
+    page = client.get("/app/apps/shop").text
+    assert 'data-testid="pending-migrations"' in page and "0002_orders.sql" in page
