@@ -292,7 +292,7 @@ async def _approvals_page(
     names = {a.id: a.name for a in await service.list_for(db, caller=me)}
     if me.is_admin:
         found = await db.execute(select(App.id, App.name))
-        names.update(dict(found.tuples().all()))
+        names.update({app_id: app_name for app_id, app_name in found})
     sources = {
         r.id: r.number
         for r in [await db.get(AppRelease, row.source_release_id) for row in rows]
