@@ -168,6 +168,36 @@ async def _deployment(
     return found
 
 
+def _images_of(release: AppRelease, called: str, *, code: str) -> dict[str, str]:
+    """The one image ID each service of an app release ran, to run again (ship, rollback)."""
+    pinned: dict[str, str] = {}
+    for service, per_server in release.parts.items():
+        ids = {p.get("image_id") for p in per_server.values()}
+        if len(ids) != 1 or None in ids:
+            raise Conflict(
+                f"{called} {release.number} has no single image for {service}", code=code
+            )
+        pinned[service] = str(ids.pop())
+    return pinned
+
+
+async def _serving(db: AsyncSession, app: App, environment: str, service: str) -> Deployment | None:
+    """The first deployment serving a service of an app environment (None: none serves)."""
+    found = await db.execute(
+        select(Deployment)
+        .where(
+            Deployment.app_id == app.id,
+            Deployment.app_environment == environment,
+            Deployment.app_service == service,
+            Deployment.current_release_id.is_not(None),
+            Deployment.status != "deleted",
+        )
+        .order_by(Deployment.id)
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
 async def deploy(
     db: AsyncSession,
     *,
@@ -423,15 +453,7 @@ async def _shippable(
             f"{environment} already serves {staging} release {serving.number}",
             code="already_shipped",
         )
-    pinned: dict[str, str] = {}
-    for service, per_server in serving.parts.items():
-        ids = {p.get("image_id") for p in per_server.values()}
-        if len(ids) != 1 or None in ids:
-            raise Conflict(
-                f"{staging} release {serving.number} has no single image for {service}",
-                code="staging_not_healthy",
-            )
-        pinned[service] = str(ids.pop())
+    pinned = _images_of(serving, f"{staging} release", code="staging_not_healthy")
     return serving, pinned
 
 
@@ -480,20 +502,7 @@ async def pending_migrations(
     if not migrations.get("applied") or not files:
         return []
     service = migrations.get("service") or next(iter(spec["services"]))
-    dep = (
-        await db.execute(
-            select(Deployment)
-            .where(
-                Deployment.app_id == app.id,
-                Deployment.app_environment == environment,
-                Deployment.app_service == service,
-                Deployment.current_release_id.is_not(None),
-                Deployment.status != "deleted",
-            )
-            .order_by(Deployment.id)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    dep = await _serving(db, app, environment, service)
     if dep is None:
         return list(files)  # nothing serves there yet: every migration is still to run
     release = await db.get(Release, dep.current_release_id)
@@ -732,14 +741,7 @@ async def rollback(
             f"no earlier release of {environment} that served to go back to (earlier: {numbers})",
             field="to",
         )
-    pinned: dict[str, str] = {}
-    for service, per_server in target.parts.items():
-        ids = {p.get("image_id") for p in per_server.values()}
-        if len(ids) != 1 or None in ids:
-            raise Conflict(
-                f"release {target.number} has no single image for {service}", code="not_restorable"
-            )
-        pinned[service] = str(ids.pop())
+    pinned = _images_of(target, "release", code="not_restorable")
     return await _stage(
         db,
         context=context,
@@ -779,20 +781,7 @@ async def one_off(
             code="production_protected",
         )
     service = service or next(iter(app.spec["services"]))
-    dep = (
-        await db.execute(
-            select(Deployment)
-            .where(
-                Deployment.app_id == app.id,
-                Deployment.app_environment == environment,
-                Deployment.app_service == service,
-                Deployment.status != "deleted",
-                Deployment.current_release_id.is_not(None),
-            )
-            .order_by(Deployment.id)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    dep = await _serving(db, app, environment, service)
     if dep is None:
         raise Conflict(
             f"no release of {service} serves in {environment}: deploy it first", code="no_release"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -345,35 +342,13 @@ async def run(
         service=body.service,
         command=list(body.command),
     )
-    queue: asyncio.Queue[str | dict[str, Any]] = asyncio.Queue(maxsize=1000)
 
-    async def on_line(line: str) -> None:
-        await queue.put(line)
-
-    async def produce() -> None:
+    async def one_off(on_line: sse.Lines) -> int | None:
         try:
             result = await executor.run(docker.run_once(spec, body.timeout), on_line=on_line)
-            await queue.put({"exit_code": result.exit_status})
-        except DeployMateError as exc:
+        except DeployMateError:
             await executor.run(docker.remove(spec.name))  # a timeout leaves it running
-            await queue.put({"exit_code": None, "error": exc.detail})
+            raise
+        return result.exit_status
 
-    async def stream() -> AsyncIterator[str]:
-        task = asyncio.create_task(produce())
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), 15)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if isinstance(item, dict):
-                    yield sse.event("end", item)
-                    return
-                yield sse.event("out", {"line": item})
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    return sse.response(stream())
+    return sse.command_output(one_off)

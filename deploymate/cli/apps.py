@@ -98,6 +98,14 @@ def _git(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def _committed_app_name() -> str:
+    """The app the repository's committed spec names (when --app is not given)."""
+    from deploymate.apps import spec as app_spec
+
+    root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+    return app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+
+
 @app_app.command("deploy")
 def deploy(
     environment: Annotated[
@@ -209,12 +217,7 @@ def ship(
     from deploymate.cli import api_client, config_file
     from deploymate.cli.deployments import _finish
 
-    name = app
-    if name is None:
-        from deploymate.apps import spec as app_spec
-
-        root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
-        name = app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    name = app or _committed_app_name()
     config = config_file.load()
     body = {"environment": environment, "from": source, "confirm": confirm}
     accepted = api_client.request(config, "POST", f"/api/apps/{name}/ship", json=body)
@@ -257,12 +260,7 @@ def rollback(
     from deploymate.cli import api_client, config_file
     from deploymate.cli.deployments import _finish
 
-    name = app
-    if name is None:
-        from deploymate.apps import spec as app_spec
-
-        root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
-        name = app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    name = app or _committed_app_name()
     config = config_file.load()
     body = {"environment": environment, "to": to, "confirm": confirm}
     accepted = api_client.request(config, "POST", f"/api/apps/{name}/rollback", json=body)
@@ -352,12 +350,7 @@ def run(
     from deploymate.cli import config_file
     from deploymate.cli.deployments import _sse
 
-    name = app
-    if name is None:
-        from deploymate.apps import spec as app_spec
-
-        root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
-        name = app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    name = app or _committed_app_name()
     config = config_file.load()
     body = {"environment": environment, "service": service, "command": command, "timeout": timeout}
     for event, data in _sse(config, f"/api/apps/{name}/run", method="POST", body=body):

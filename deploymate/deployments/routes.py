@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.core.caller import Caller
 from deploymate.core.db import utcnow
-from deploymate.core.errors import DeployMateError
 from deploymate.core.ids import parse_id
 from deploymate.deployments import live, ports, presenters, service
 from deploymate.deployments.schemas import (
@@ -311,39 +310,12 @@ async def exec_command(
         db, context=context, caller=me, deployment_id=deployment_id, command=body.command
     )
     executor, name = await live.serving(db, context=context, dep=dep)
-    queue: asyncio.Queue[str | dict[str, Any]] = asyncio.Queue(maxsize=1000)
 
-    async def on_line(line: str) -> None:
-        await queue.put(line)
+    async def run(on_line: sse.Lines) -> int | None:
+        command = docker.exec_in(name, body.command, body.timeout)
+        return (await executor.run(command, on_line=on_line)).exit_status
 
-    async def produce() -> None:
-        try:
-            result = await executor.run(
-                docker.exec_in(name, body.command, body.timeout), on_line=on_line
-            )
-            await queue.put({"exit_code": result.exit_status})
-        except DeployMateError as exc:
-            await queue.put({"exit_code": None, "error": exc.detail})
-
-    async def stream() -> AsyncIterator[str]:
-        task = asyncio.create_task(produce())
-        try:
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if isinstance(item, dict):
-                    yield sse.event("end", item)
-                    return
-                yield sse.event("out", {"line": item})
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    return sse.response(stream())
+    return sse.command_output(run, KEEP_ALIVE_SECONDS)
 
 
 @router.get("/{deployment_id}/watch")
