@@ -16,7 +16,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.context import AppContext
-from deploymate.core import tokens
+from deploymate.core import scopes, tokens
 from deploymate.core.caller import Caller
 from deploymate.core.config import Settings
 from deploymate.core.errors import NotAuthenticated, PermissionDenied
@@ -190,6 +190,7 @@ async def current_caller(
         raise PermissionDenied(
             "you must change your password first", code="password_change_required"
         )
+    scopes.check_request(caller.scopes, request.method, request.url.path)
     return caller
 
 

@@ -19,6 +19,7 @@ from deploymate.apps.models import App, AppRelease, AppSecret, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.audit import service as audit
 from deploymate.context import AppContext
+from deploymate.core import scopes
 from deploymate.core.caller import Caller
 from deploymate.core.crypto import Cipher
 from deploymate.core.db import utcnow
@@ -212,7 +213,9 @@ async def deploy(
     skip_drift: bool = False,
     migration_files: list[str] | None = None,
 ) -> tuple[AppRelease, Job]:
-    app = (await apps.save(db, caller=caller, text=spec_text))[0] if spec_text else None
+    app = (
+        (await apps.save(db, caller=caller, text=spec_text, commit=False))[0] if spec_text else None
+    )
     if app is None:
         app = await apps.get(db, caller=caller, name=name)
     elif app.name != name:
@@ -224,6 +227,7 @@ async def deploy(
             f"{app.name} has no environment {environment} ({known})", field="environment"
         )
     kind = environment_kind(environment, spec["environments"][environment])
+    scopes.require(caller.scopes, scopes.for_environment(kind), f"deploy to {environment}")
     if kind == "production":
         raise Conflict(
             f"{environment} is production: it gets exactly what serves on staging, by "
@@ -539,6 +543,7 @@ async def ship(
     image IDs, with production's own env and secrets; nothing rebuilt, no new image reference.
     An admin ships at once (confirming with the app's name); a member's ship becomes a request
     that an admin approves or rejects."""
+    scopes.require(caller.scopes, "ship", "ship to production")
     app = await apps.get(db, caller=caller, name=name)
     serving, pinned = await _shippable(db, app, environment, source)
     if not caller.is_admin:
@@ -629,6 +634,7 @@ async def decide(
     """An admin's answer. An approval ships the very release the member asked for, recorded
     as approved; if staging moved on since, the approval is refused (approvals are for one
     release) and the request marked stale."""
+    scopes.require(caller.scopes, "ship", "decide ship requests")
     if not caller.is_admin:
         raise PermissionDenied("only admins approve or reject ship requests", code="forbidden")
     request = await db.get(ShipRequest, request_id)
@@ -704,9 +710,9 @@ async def rollback(
     app = await apps.get(db, caller=caller, name=name)
     if environment not in app.spec["environments"]:
         raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
-    production = (
-        environment_kind(environment, app.spec["environments"][environment]) == "production"
-    )
+    kind = environment_kind(environment, app.spec["environments"][environment])
+    scopes.require(caller.scopes, scopes.for_environment(kind), f"roll back {environment}")
+    production = kind == "production"
     if production and not caller.is_admin:
         raise PermissionDenied(
             "production is protected: members do not roll it back; ask an admin",
@@ -775,6 +781,7 @@ async def one_off(
     if environment not in app.spec["environments"]:
         raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
     kind = environment_kind(environment, app.spec["environments"][environment])
+    scopes.require(caller.scopes, scopes.for_environment(kind), f"run commands in {environment}")
     if kind == "production" and not caller.is_admin:
         raise PermissionDenied(
             "production is protected: members do not run commands there",

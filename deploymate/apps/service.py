@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.apps import spec as app_spec
 from deploymate.apps.models import App, AppSecret
 from deploymate.audit import service as audit
+from deploymate.core import scopes
 from deploymate.core.caller import Caller
 from deploymate.core.crypto import Cipher
-from deploymate.core.errors import Conflict, NotFound, ValidationFailed
+from deploymate.core.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from deploymate.servers.models import Server
 
 MAX_SECRET = 32_768
@@ -52,8 +53,15 @@ async def list_for(db: AsyncSession, *, caller: Caller) -> list[App]:
     return list((await db.execute(stmt)).scalars())
 
 
-async def save(db: AsyncSession, *, caller: Caller, text: str) -> tuple[App, bool]:
-    """Create the app the spec names, or store a new spec for it; (app, created)."""
+async def save(
+    db: AsyncSession, *, caller: Caller, text: str, commit: bool = True
+) -> tuple[App, bool]:
+    """Create the app the spec names, or store a new spec for it; (app, created).
+
+    With commit=False the caller commits (a deploy stores the spec with its release, or not
+    at all when the deploy is refused)."""
+    if caller.scopes is not None and not any(s.startswith("deploy:") for s in caller.scopes):
+        scopes.require(caller.scopes, "deploy:<kind>", "change an app's spec")
     try:
         found = app_spec.load(text, servers=await _server_names(db, caller))
     except app_spec.SpecInvalid as exc:
@@ -74,7 +82,8 @@ async def save(db: AsyncSession, *, caller: Caller, text: str) -> tuple[App, boo
         target_id=app.id,
         details={"name": app.name, "environments": sorted(found.data["environments"])},
     )
-    await db.commit()
+    if commit:
+        await db.commit()
     return app, created
 
 
@@ -94,6 +103,13 @@ async def set_secret(
         known = ", ".join(sorted(app.spec["environments"]))
         raise ValidationFailed(
             f"{app.name} has no environment {environment} ({known})", field="environment"
+        )
+    kind = app_spec.environment_kind(environment, app.spec["environments"][environment])
+    scopes.require(caller.scopes, scopes.for_environment(kind), f"set secrets of {environment}")
+    if kind == "production" and not caller.is_admin:
+        raise PermissionDenied(
+            "production is protected: members do not set its secrets; ask an admin",
+            code="production_protected",
         )
     if secret not in (app.spec.get("secrets") or []) and secret not in (
         (app.spec.get("preview") or {}).get("secrets") or []

@@ -67,3 +67,10 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Comma-separated core.scopes; NULL (every token made before scopes): full rights.
+    scopes: Mapped[str | None] = mapped_column(String(200), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    @property
+    def scope_list(self) -> tuple[str, ...] | None:
+        return tuple(self.scopes.split(",")) if self.scopes else None

@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.auth import service
 from deploymate.auth.cookies import clear_session_cookie, set_session_cookie
 from deploymate.auth.schemas import TokenCreate
-from deploymate.core import tokens
+from deploymate.core import scopes, tokens
 from deploymate.core.caller import Caller
+from deploymate.core.db import utcnow
 from deploymate.core.errors import DeployMateError
 from deploymate.deps import (
     CallerDep,
@@ -178,6 +179,8 @@ async def _tokens_page(
         "form": {},
         "error": None,
         "message": None,
+        "scope_choices": scopes.SCOPES,
+        "now": utcnow(),
         **extra,
     }
     return render(request, "tokens.html", context, me=me, status=status)
@@ -195,15 +198,27 @@ async def create_token(
     me: CallerDep,
     db: DbDep,
     name: Annotated[str, Form(max_length=200)] = "",
+    scope: Annotated[list[str] | None, Form(max_length=40)] = None,
+    expires_in_days: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """The token is shown on this answer only: it is stored hashed and cannot be shown again."""
+    form = {"name": name, "scopes": scope or [], "expires_in_days": expires_in_days}
     try:
-        body = TokenCreate.model_validate({"name": name})
-        row, token = await service.create_api_token(db, caller=me, name=body.name)
+        body = TokenCreate.model_validate(
+            {"name": name, "scopes": scope or [], "expires_in_days": expires_in_days or None}
+        )
+        row, token = await service.create_api_token(
+            db,
+            caller=me,
+            name=body.name,
+            scopes=scopes.normalise(body.scopes),
+            expires_in_days=body.expires_in_days,
+        )
     except (ValidationError, DeployMateError) as exc:
         page = partial(_tokens_page, request, me, db)
-        return await refused(db, exc, page, form={"name": name})
-    return await _tokens_page(request, me, db, created={"name": row.name, "token": token})
+        return await refused(db, exc, page, form=form)
+    created = {"name": row.name, "token": token, "scopes": scopes.describe(row.scope_list)}
+    return await _tokens_page(request, me, db, created=created)
 
 
 @router.post("/app/tokens/{token_id}/revoke")

@@ -15,6 +15,7 @@ from deploymate.auth.schemas import (
     TokenOut,
     UserOut,
 )
+from deploymate.core import scopes
 from deploymate.deps import (
     CallerDep,
     DbDep,
@@ -87,8 +88,20 @@ async def change_password(
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
 async def create_token(body: TokenCreate, me: CallerDep, db: DbDep) -> TokenCreated:
-    row, token = await service.create_api_token(db, caller=me, name=body.name)
-    return TokenCreated(id=row.id, name=row.name, token=token)
+    row, token = await service.create_api_token(
+        db,
+        caller=me,
+        name=body.name,
+        scopes=scopes.normalise(body.scopes),
+        expires_in_days=body.expires_in_days,
+    )
+    return TokenCreated(
+        id=row.id,
+        name=row.name,
+        token=token,
+        scopes=list(row.scope_list or ()),
+        expires_at=row.expires_at,
+    )
 
 
 @router.get("/tokens")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from deploymate.auth.models import Role
 from deploymate.core.passwords import MAX_LENGTH
+from deploymate.core.scopes import SCOPES, Scope
 
 Username = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -61,12 +62,23 @@ PrintableName = Annotated[
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: PrintableName
+    scopes: list[Scope] = Field(
+        default_factory=list,
+        max_length=len(SCOPES),
+        description="What the token may change; none: your full rights. "
+        "read, deploy:preview, deploy:staging, deploy:production, ship.",
+    )
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Days until the token stops working; none: never."
+    )
 
 
 class TokenCreated(BaseModel):
     id: int
     name: str
     token: str
+    scopes: list[str]
+    expires_at: datetime | None
 
 
 class TokenOut(BaseModel):
@@ -77,6 +89,13 @@ class TokenOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    scopes: list[str] = Field(validation_alias="scope_list", description="empty: full rights")
+    expires_at: datetime | None
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _full_rights(cls, value: object) -> object:
+        return [] if value is None else value
 
 
 class UserCreate(BaseModel):

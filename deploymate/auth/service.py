@@ -298,8 +298,11 @@ async def user_for_session(db: AsyncSession, *, settings: Settings, secret: str)
     return user
 
 
-async def user_for_api_token(db: AsyncSession, *, token: str) -> User | None:
-    """The active user holding a token that was not revoked (one query)."""
+async def holder_of_api_token(db: AsyncSession, *, token: str) -> tuple[User, ApiToken] | None:
+    """The active user holding a token that was not revoked, and the token (one query).
+
+    Raises NotAuthenticated for a token past its expiry, saying so (a CI job then knows to
+    make a new one rather than hunt for a typo)."""
     found = (
         await db.execute(
             select(ApiToken, User)
@@ -315,10 +318,16 @@ async def user_for_api_token(db: AsyncSession, *, token: str) -> User | None:
         return None
     row, user = found
     now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        raise NotAuthenticated(
+            f"this API token ({row.name}) expired on {row.expires_at:%Y-%m-%d %H:%M} UTC; "
+            "create a new one on the API tokens page",
+            code="token_expired",
+        )
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 30:
         row.last_used_at = now  # at most one write per half minute, as for sessions
         await db.commit()
-    return user
+    return user, row
 
 
 async def identify(
@@ -331,10 +340,11 @@ async def identify(
 ) -> Caller | None:
     """Who a request comes from: its API token (tried first), else its session cookie."""
     if api_token is not None:
-        user = await user_for_api_token(db, token=api_token)
-        if user is None:
+        held = await holder_of_api_token(db, token=api_token)
+        if held is None:
             raise NotAuthenticated("invalid or revoked API token", code="invalid_token")
-        return Caller.of(user, via="token", client_address=client_address)
+        holder, row = held
+        return Caller.of(holder, via="token", client_address=client_address, scopes=row.scope_list)
     if session_secret is None:
         return None
     user = await user_for_session(db, settings=settings, secret=session_secret)
@@ -423,11 +433,25 @@ async def reset_password(
     return generated
 
 
-async def create_api_token(db: AsyncSession, *, caller: Caller, name: str) -> tuple[ApiToken, str]:
+async def create_api_token(
+    db: AsyncSession,
+    *,
+    caller: Caller,
+    name: str,
+    scopes: tuple[str, ...] = (),
+    expires_in_days: int | None = None,
+) -> tuple[ApiToken, str]:
+    """A new token, shown once. Without scopes it acts with the caller's full rights (a scoped
+    token cannot reach this: core.scopes lets it write app operations only)."""
     assert caller.user_id is not None
     token = tokens.new_api_token()
     row = ApiToken(
-        user_id=caller.user_id, name=name, token_hash=tokens.digest(token), prefix=token[:8]
+        user_id=caller.user_id,
+        name=name,
+        token_hash=tokens.digest(token),
+        prefix=token[:8],
+        scopes=",".join(scopes) or None,
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     db.add(row)
     await db.flush()
@@ -437,7 +461,11 @@ async def create_api_token(db: AsyncSession, *, caller: Caller, name: str) -> tu
         action="token.create",
         target_type="api_token",
         target_id=row.id,
-        details={"name": name},
+        details={
+            "name": name,
+            "scopes": list(scopes) or ["full rights"],
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        },
     )
     await db.commit()
     return row, token

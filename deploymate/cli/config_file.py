@@ -38,6 +38,11 @@ def save(config: CliConfig) -> Path:
 
 
 def load() -> CliConfig:
+    """The instance and token: DEPLOYMATE_API_URL and DEPLOYMATE_API_TOKEN when both are set
+    (a CI job with a scoped token), else the file `deploymate login` wrote."""
+    url, token = os.environ.get("DEPLOYMATE_API_URL"), os.environ.get("DEPLOYMATE_API_TOKEN")
+    if url and token:
+        return CliConfig(url=url.rstrip("/"), token=token)
     path = config_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -19,6 +19,7 @@ from deploymate.cli import backup as backup_cli
 from deploymate.cli import deployments as deployments_cli
 from deploymate.cli import proxy as proxy_cli
 from deploymate.cli import servers as servers_cli
+from deploymate.cli import tokens as tokens_cli
 from deploymate.cli.output import (
     FAILED,
     REFUSED,
@@ -78,6 +79,7 @@ app.add_typer(proxy_cli.proxy_app, name="proxy")
 app.add_typer(apps_cli.app_app, name="app")
 app.add_typer(apps_cli.secrets_app, name="secrets")
 app.add_typer(apps_cli.approvals_app, name="approvals")
+app.add_typer(tokens_cli.tokens_app, name="tokens")
 app.command("deploy")(deployments_cli.deploy)
 app.command("rollback")(deployments_cli.rollback)
 app.command("status")(deployments_cli.status)

@@ -37,6 +37,8 @@ class Caller:
     client_address: str | None = None
     via: Via = "system"
     session_secret: str | None = field(default=None, repr=False)
+    # An API token's scopes (core.scopes); None: the user's full rights.
+    scopes: tuple[str, ...] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -54,6 +56,7 @@ class Caller:
         via: Via,
         client_address: str | None,
         session_secret: str | None = None,
+        scopes: tuple[str, ...] | None = None,
     ) -> Caller:
         return cls(
             user_id=user.id,
@@ -64,6 +67,7 @@ class Caller:
             client_address=client_address,
             via=via,
             session_secret=session_secret,
+            scopes=scopes,
         )
 
     @classmethod

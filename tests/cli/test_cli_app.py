@@ -81,3 +81,32 @@ def test_a_secret_is_read_from_stdin_never_from_an_argument(
     other = run(["secrets", "set", "shop", "production", "API_KEY"], env, input_text="x\n")
     assert other.returncode == 2 and "add it under secrets:" in other.stderr
     assert "--value" not in run(["secrets", "set", "--help"], env).stdout
+
+
+def test_a_ci_token_made_by_the_cli_deploys_to_staging_only(
+    tmp_path: Path, running_server: RunningServer
+) -> None:
+    env = {"DEPLOYMATE_CLI_CONFIG": str(tmp_path / "cli.json")}
+    login = ["login", "--url", running_server.url, "--username", "admin"]
+    assert run([*login, "--password", running_server.admin_password], env).returncode == 0
+    made = run(
+        ["tokens", "create", "ci", "--scope", "deploy:staging", "--expires-in-days", "7"], env
+    )
+    assert made.returncode == 0, made.stderr
+    assert "(deploy:staging, until " in made.stdout
+    token = made.stdout.strip().splitlines()[-1]
+    assert "ci " in run(["tokens", "list"], env).stdout
+    # CI gives the URL and the token in the environment; no config file is needed.
+    ci = {
+        "DEPLOYMATE_CLI_CONFIG": str(tmp_path / "absent.json"),
+        "DEPLOYMATE_API_URL": running_server.url,
+        "DEPLOYMATE_API_TOKEN": token,
+    }
+    assert run(["whoami"], ci).returncode == 0
+    ship = run(["app", "ship", "production", "--app", "shop", "--confirm", "shop"], ci)
+    assert ship.returncode != 0 and "this API token may not ship" in ship.stderr
+    assert "deploy:staging" in ship.stderr
+    wider = run(["tokens", "create", "wider"], ci)
+    assert wider.returncode != 0 and "may not POST /api/auth/tokens" in wider.stderr
+    bad = run(["tokens", "create", "x", "--scope", "deploy:qa"], env)
+    assert bad.returncode != 0 and "deploy:staging" in bad.stderr

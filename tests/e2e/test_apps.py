@@ -291,6 +291,11 @@ def test_a_members_ship_is_a_request_an_admin_approves_for_one_release(
     member = member_headers(client, "mona")
     made = client.post("/api/servers", json=key_server(lab_host, "edge"), headers=member)
     assert made.status_code == 201, made.text
+    # The member's CI deploys with a token scoped to staging.
+    scoped = client.post(
+        "/api/auth/tokens", json={"name": "ci", "scopes": ["deploy:staging"]}, headers=member
+    )
+    ci = {"Authorization": f"Bearer {scoped.json()['token']}"}
 
     def deploy_as_member(version: str) -> None:
         res = client.post(
@@ -300,13 +305,23 @@ def test_a_members_ship_is_a_request_an_admin_approves_for_one_release(
                 "spec": spec(version),
                 "commit": f"c0ffee0{version[1:]}",
             },
-            headers=member,
+            headers=ci,
         )
         assert res.status_code == 202, res.text
         job = wait_job(client, res.json()["job_id"])
         assert job["status"] == "succeeded", job_text(job)
 
     deploy_as_member("v1")
+    # The staging token cannot ship, and the member cannot touch production directly.
+    token_ship = client.post("/api/apps/shop/ship", json={}, headers=ci)
+    assert token_ship.status_code == 403 and token_ship.json()["code"] == "token_scope"
+    for url, body in (
+        ("/api/apps/shop/rollback", {"environment": "production", "confirm": "shop"}),
+        ("/api/apps/shop/run", {"environment": "production", "command": ["true"]}),
+    ):
+        direct = client.post(url, json=body, headers=member)
+        assert direct.status_code == 403, direct.text
+        assert direct.json()["code"] == "production_protected"
     # A member never ships: the ship becomes a request, and nothing runs yet.
     asked = client.post("/api/apps/shop/ship", json={}, headers=member)
     assert asked.status_code == 202 and asked.json()["status"] == "pending", asked.text
