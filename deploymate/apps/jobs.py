@@ -120,12 +120,14 @@ async def _gate(ctx: JobContext, part: Part, log: engine.Log) -> str | None:
     return None if outcome.ok else outcome.detail
 
 
-async def _each_server(parts: list[Part], work: Any) -> list[tuple[Part, str | None]]:
-    """Servers in parallel (at most PARALLEL), the services of one server one after another."""
+async def _each_server(
+    parts: list[Part], work: Any, parallel: int = PARALLEL
+) -> list[tuple[Part, str | None]]:
+    """Servers in parallel (at most `parallel`), the services of one server one after another."""
     by_server: dict[int, list[Part]] = {}
     for part in parts:
         by_server.setdefault(part.server.id, []).append(part)
-    gate = asyncio.Semaphore(PARALLEL)
+    gate = asyncio.Semaphore(parallel)
     results: list[tuple[Part, str | None]] = []
 
     async def run(group: list[Part]) -> None:
@@ -135,6 +137,20 @@ async def _each_server(parts: list[Part], work: Any) -> list[tuple[Part, str | N
 
     await asyncio.gather(*(run(g) for g in by_server.values()))
     return results
+
+
+def waves(app_release: AppRelease, parts: list[Part]) -> list[list[Part]]:
+    """`rollout: canary`: the environment's first server alone, then the others together;
+    otherwise every server in one wave."""
+    env = app_release.spec["environments"][app_release.environment]
+    servers = list(dict.fromkeys(p.server.name for p in parts))
+    if env.get("rollout") != "canary" or len(servers) < 2:
+        return [parts]
+    canary = next((s for s in env["servers"] if s in servers), servers[0])
+    return [
+        [p for p in parts if p.server.name == canary],
+        [p for p in parts if p.server.name != canary],
+    ]
 
 
 async def _undo(ctx: JobContext, parts: list[Part], log: engine.Log, why: str) -> None:
@@ -193,8 +209,62 @@ async def _drift(
     return None
 
 
-async def deploy(ctx: JobContext) -> None:
+async def _wave(
+    ctx: JobContext,
+    app_release: AppRelease,
+    parts: list[Part],
+    log: engine.Log,
+    *,
+    first: bool,
+) -> str | None:
+    """Gates, (in the first wave) the drift check, switches and smoke checks of some servers;
+    what went wrong, or None. The caller undoes every wave moved so far on a failure."""
     context: AppContext = ctx.context
+    env = app_release.spec["environments"][app_release.environment]
+
+    async def gate(part: Part) -> str | None:
+        async def said(message: str) -> None:
+            await log(f"[{part.label}] {message}")
+
+        return await _gate(ctx, part, said)
+
+    gated = await _each_server(parts, gate, int(env.get("parallel") or PARALLEL))
+    failures = [(p, why) for p, why in gated if why is not None]
+    if failures:
+        return "; ".join(f"{p.label}: {why}" for p, why in failures)
+    if first:
+        problem = await _drift(ctx, app_release, parts, log)
+        if problem is not None:
+            return problem
+    for part in parts:
+        assert part.plan is not None
+        if not part.plan.routed:
+            continue
+        try:
+            await JobRouter(context, part.deployment_id, part.server.id, part.executor).switch(
+                part.plan.upstream
+            )
+            part.switched = True
+            await log(f"[{part.label}] proxy switched {', '.join(part.plan.domains)}")
+        except RuntimeFailure as exc:
+            return f"{part.label}: the proxy could not switch: {exc.detail}"
+    for part in parts:
+        assert part.plan is not None
+        if not part.plan.smoke:
+            continue
+        address = await JobRouter(
+            context, part.deployment_id, part.server.id, part.executor
+        ).address()
+        results = await engine.run_smoke(
+            part.executor, part.plan, part.plan.container_name, address, log
+        )
+        failed = [r for r in results if not r.ok]
+        if failed:
+            return f"{part.label}: smoke {failed[0].check}: {failed[0].detail}"
+    return None
+
+
+async def deploy(ctx: JobContext) -> None:
     lines: list[str] = []
     started = time.monotonic()
 
@@ -209,55 +279,30 @@ async def deploy(ctx: JobContext) -> None:
         f"server(s), commit {(app_release.commit or 'unknown')[:12]}"
         + ("" if app_release.clean else " (dirty tree)")
     )
-
-    async def gate(part: Part) -> str | None:
-        async def said(message: str) -> None:
-            await log(f"[{part.label}] {message}")
-
-        return await _gate(ctx, part, said)
-
-    failures = [(p, why) for p, why in await _each_server(parts, gate) if why is not None]
-    if failures:
-        detail = "; ".join(f"{p.label}: {why}" for p, why in failures)
-        await _undo(ctx, parts, log, "another service failed")
-        await _finish(ctx, app_release.id, parts, False, detail, lines)
-        raise JobFailed(f"app release {app_release.number} failed before any switch: {detail}")
-    problem = await _drift(ctx, app_release, parts, log)
-    if problem is not None:
-        await _undo(ctx, parts, log, "drift")
-        await _finish(ctx, app_release.id, parts, False, problem, lines)
-        raise JobFailed(f"app release {app_release.number} blocked before any switch: {problem}")
-    for part in parts:
-        assert part.plan is not None
-        if not part.plan.routed:
+    planned = waves(app_release, parts)
+    moved: list[Part] = []
+    for index, wave in enumerate(planned):
+        if len(planned) > 1:
+            names = ", ".join(dict.fromkeys(p.server.name for p in wave))
+            await log(("canary: " if index == 0 else "then the others: ") + names)
+        moved += wave
+        problem = await _wave(ctx, app_release, wave, log, first=index == 0)
+        if problem is None:
             continue
-        try:
-            await JobRouter(context, part.deployment_id, part.server.id, part.executor).switch(
-                part.plan.upstream
-            )
-            part.switched = True
-            await log(f"[{part.label}] proxy switched {', '.join(part.plan.domains)}")
-        except RuntimeFailure as exc:
-            problem = f"{part.label}: the proxy could not switch: {exc.detail}"
-            break
-    if problem is None:
-        for part in parts:
-            assert part.plan is not None
-            if not part.plan.smoke:
-                continue
-            address = await JobRouter(
-                context, part.deployment_id, part.server.id, part.executor
-            ).address()
-            results = await engine.run_smoke(
-                part.executor, part.plan, part.plan.container_name, address, log
-            )
-            failed = [r for r in results if not r.ok]
-            if failed:
-                problem = f"{part.label}: smoke {failed[0].check}: {failed[0].detail}"
-                break
-    if problem is not None:
-        await _undo(ctx, parts, log, "the app release went back")
+        switched = any(p.switched for p in moved)
+        await _undo(ctx, moved, log, "the app release went back")
+        untouched = [p for p in parts if p not in moved]
+        if untouched:
+            others = ", ".join(dict.fromkeys(p.server.name for p in untouched))
+            await log(f"the canary failed: {others} not touched")
         await _finish(ctx, app_release.id, parts, False, problem, lines)
+        if index == 0 and len(planned) > 1:
+            raise JobFailed(
+                f"app release {app_release.number}: the canary failed and went back; "
+                f"no other server was touched: {problem}"
+            )
+        if not switched:
+            raise JobFailed(f"app release {app_release.number} failed before any switch: {problem}")
         raise JobFailed(
             f"app release {app_release.number} failed and went back as a whole: {problem}"
         )

@@ -310,12 +310,19 @@ def _guards(data: dict[str, Any], tree: Any, servers: set[str] | None) -> list[P
                 f"no service named {svc_name}" + _close(svc_name, services),
                 key=True,
             )
-        for svc_name in sorted(set(env.get("replicas") or {}) - set(services)):
-            at(
-                ["environments", env_name, "replicas", svc_name],
-                f"no service named {svc_name}" + _close(svc_name, services),
-                key=True,
-            )
+        for svc_name, count in sorted((env.get("replicas") or {}).items()):
+            if svc_name not in services:
+                at(
+                    ["environments", env_name, "replicas", svc_name],
+                    f"no service named {svc_name}" + _close(svc_name, services),
+                    key=True,
+                )
+            elif isinstance(count, int) and count > 1:
+                at(
+                    ["environments", env_name, "replicas", svc_name],
+                    "one container per service per server for now: list more servers under "
+                    "servers: to run more copies",
+                )
         if servers is not None:
             for index, server in enumerate(env.get("servers") or []):
                 if server not in servers:

@@ -265,6 +265,14 @@ BAD: list[tuple[str, str | None, str, list[str]]] = [
         ["deploymate.yaml:14:36: drift.service: no service named api"],
     ),
     (
+        "more than one replica per server",
+        "    rollout: canary",
+        "    rollout: canary\n    replicas: {web: 3}",
+        [
+            "deploymate.yaml:20:21: environments.production.replicas.web: one container per service per server for now: list more servers under servers: to run more copies"
+        ],
+    ),
+    (
         "drain negative",
         "    port: 8000",
         "    port: 8000\n    drain: -1",
