@@ -24,10 +24,11 @@ typecheck:
 pytest:
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench:  ## (root) redeploy vs bare docker swap on a lab host; list latency and SQL per request
+bench:  ## (root) redeploy vs bare docker swap, zero-downtime load, app fan-out on lab hosts; API latency
 	$(VENV)/bin/python -m benchmarks.deploy_latency
 	$(VENV)/bin/python -m benchmarks.api_latency
 	$(VENV)/bin/python -m benchmarks.zero_downtime
+	$(VENV)/bin/python -m benchmarks.app_fanout
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

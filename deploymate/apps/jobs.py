@@ -1,10 +1,10 @@
 """The app deploy job: every service of the environment on every server moves, or none does.
 
-1. gates: on each server (at most PARALLEL at once; one SSH connection per server), each
-   service's image is made sure of and its new container started and held to its gates
-   (health, required env); nothing is switched yet;
-2. switch: the services with domains switch their proxy routes;
-3. smoke checks through the proxy;
+1. gates: on each server (at most PARALLEL at once; one SSH connection per server), the images
+   are made sure of, then every service's new container is started and held to its gates
+   (health, required env) together; nothing is switched yet;
+2. switch: the services with domains switch their proxy routes, every server at once;
+3. smoke checks through the proxy, every server at once;
 4. recorded: every service serves its new release; then the old containers are drained and
    removed.
 A failure in 1 removes the new containers; in 2 or 3 the routes already switched go back first,
@@ -93,50 +93,79 @@ async def _load(ctx: JobContext) -> tuple[AppRelease, list[Part]]:
     return app_release, parts
 
 
-async def _gate(ctx: JobContext, part: Part, log: engine.Log) -> str | None:
-    """Image, start, health, env guard for one part; None when it passed."""
+async def _image(ctx: JobContext, part: Part, log: engine.Log, known: dict[Any, Any]) -> None:
+    """Make sure of the part's image and plan its container; an image two services of one
+    server share is looked at (and streamed) once."""
     context: AppContext = ctx.context
     async with ctx.sessions() as db:
         rel = await db.get(Release, part.release_id)
         assert rel is not None
-        ref, pinned = rel.image, rel.image_id  # pinned: a ship runs staging's exact image
-    try:
-        info = await images.ensure(
-            part.executor, ref, pinned_id=pinned, control=context.control_docker(), log=log
+        key = (rel.image, rel.image_id)  # pinned: a ship runs staging's exact image
+    if key not in known:
+        known[key] = await images.ensure(
+            part.executor, key[0], pinned_id=key[1], control=context.control_docker(), log=log
         )
-        async with ctx.sessions() as db:
-            rel = await db.get(Release, part.release_id)
-            dep = await db.get(Deployment, part.deployment_id)
-            assert rel is not None and dep is not None
-            rel.image_id, rel.status = info.id, "running"
-            await db.commit()
-            part.plan = plan_for(context, dep, rel, info.id)
-        if part.plan.routed:
-            await routing.ensure(context, part.server, part.executor, log)
-        outcome = await engine.prepare(part.executor, part.plan, log)
+    info = known[key]
+    async with ctx.sessions() as db:
+        rel = await db.get(Release, part.release_id)
+        dep = await db.get(Deployment, part.deployment_id)
+        assert rel is not None and dep is not None
+        rel.image_id, rel.status = info.id, "running"
+        await db.commit()
+        part.plan = plan_for(context, dep, rel, info.id)
+
+
+async def _gate_server(
+    ctx: JobContext, group: list[Part], log: engine.Log
+) -> list[tuple[Part, str | None]]:
+    """The gates of the services of one server: images and the proxy first, one at a time,
+    then every service's container started and held to its gates together (a worker's
+    minimum run time overlaps the web's health check)."""
+
+    def said(part: Part) -> engine.Log:
+        async def line(message: str) -> None:
+            await log(f"[{part.label}] {message}")
+
+        return line
+
+    known: dict[Any, Any] = {}
+    try:
+        for part in group:
+            await _image(ctx, part, said(part), known)
+        routed = next((p for p in group if p.plan is not None and p.plan.routed), None)
+        if routed is not None:
+            await routing.ensure(ctx.context, routed.server, routed.executor, said(routed))
     except RuntimeFailure as exc:
-        return exc.detail
-    part.prepared = outcome.ok
-    return None if outcome.ok else outcome.detail
+        return [(part, exc.detail) for part in group]
+
+    async def prepare(part: Part) -> str | None:
+        assert part.plan is not None
+        try:
+            outcome = await engine.prepare(part.executor, part.plan, said(part))
+        except RuntimeFailure as exc:
+            return exc.detail
+        part.prepared = outcome.ok
+        return None if outcome.ok else outcome.detail
+
+    answers = await asyncio.gather(*(prepare(p) for p in group))
+    return list(zip(group, answers, strict=True))
 
 
 async def _each_server(
-    parts: list[Part], work: Any, parallel: int = PARALLEL
+    ctx: JobContext, parts: list[Part], log: engine.Log, parallel: int = PARALLEL
 ) -> list[tuple[Part, str | None]]:
-    """Servers in parallel (at most `parallel`), the services of one server one after another."""
+    """The gates of every server, at most `parallel` servers at once."""
     by_server: dict[int, list[Part]] = {}
     for part in parts:
         by_server.setdefault(part.server.id, []).append(part)
     gate = asyncio.Semaphore(parallel)
-    results: list[tuple[Part, str | None]] = []
 
-    async def run(group: list[Part]) -> None:
+    async def run(group: list[Part]) -> list[tuple[Part, str | None]]:
         async with gate:
-            for part in group:
-                results.append((part, await work(part)))
+            return await _gate_server(ctx, group, log)
 
-    await asyncio.gather(*(run(g) for g in by_server.values()))
-    return results
+    done = await asyncio.gather(*(run(g) for g in by_server.values()))
+    return [answer for group in done for answer in group]
 
 
 def waves(app_release: AppRelease, parts: list[Part]) -> list[list[Part]]:
@@ -221,14 +250,7 @@ async def _wave(
     what went wrong, or None. The caller undoes every wave moved so far on a failure."""
     context: AppContext = ctx.context
     env = app_release.spec["environments"][app_release.environment]
-
-    async def gate(part: Part) -> str | None:
-        async def said(message: str) -> None:
-            await log(f"[{part.label}] {message}")
-
-        return await _gate(ctx, part, said)
-
-    gated = await _each_server(parts, gate, int(env.get("parallel") or PARALLEL))
+    gated = await _each_server(ctx, parts, log, int(env.get("parallel") or PARALLEL))
     failures = [(p, why) for p, why in gated if why is not None]
     if failures:
         return "; ".join(f"{p.label}: {why}" for p, why in failures)
@@ -236,31 +258,40 @@ async def _wave(
         problem = await _drift(ctx, app_release, parts, log)
         if problem is not None:
             return problem
-    for part in parts:
+    routed = [p for p in parts if p.plan is not None and p.plan.routed]
+
+    async def switch(part: Part) -> str | None:
         assert part.plan is not None
-        if not part.plan.routed:
-            continue
         try:
             await JobRouter(context, part.deployment_id, part.server.id, part.executor).switch(
                 part.plan.upstream
             )
-            part.switched = True
-            await log(f"[{part.label}] proxy switched {', '.join(part.plan.domains)}")
         except RuntimeFailure as exc:
             return f"{part.label}: the proxy could not switch: {exc.detail}"
-    for part in parts:
+        part.switched = True
+        await log(f"[{part.label}] proxy switched {', '.join(part.plan.domains)}")
+        return None
+
+    async def smoke(part: Part) -> str | None:
         assert part.plan is not None
-        if not part.plan.smoke:
-            continue
+
+        async def said(message: str) -> None:
+            await log(f"[{part.label}] {message}")
+
         address = await JobRouter(
             context, part.deployment_id, part.server.id, part.executor
         ).address()
         results = await engine.run_smoke(
-            part.executor, part.plan, part.plan.container_name, address, log
+            part.executor, part.plan, part.plan.container_name, address, said
         )
         failed = [r for r in results if not r.ok]
-        if failed:
-            return f"{part.label}: smoke {failed[0].check}: {failed[0].detail}"
+        return f"{part.label}: smoke {failed[0].check}: {failed[0].detail}" if failed else None
+
+    checked = [p for p in parts if p.plan is not None and p.plan.smoke]
+    for step, chosen in ((switch, routed), (smoke, checked)):
+        problems = [p for p in await asyncio.gather(*(step(p) for p in chosen)) if p]
+        if problems:
+            return "; ".join(problems)
     return None
 
 
