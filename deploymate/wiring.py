@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from deploymate.apps import jobs as app_jobs
 from deploymate.context import AppContext
 from deploymate.deployments import jobs as deployment_jobs
+from deploymate.jobs.models import Job
 from deploymate.jobs.worker import Worker
 from deploymate.notifications import outbox
 from deploymate.notifications.service import EVENTS
@@ -34,6 +35,14 @@ async def _close_idle_connections(pool: SSHPool, every: float = 30.0) -> None:
         pool.close_idle()
 
 
+async def reconcile(context: AppContext, job: Job) -> None:
+    """After an interrupted job, its domain makes the records match the targets."""
+    if job.kind in app_jobs.HANDLERS:
+        await app_jobs.reconcile(context, job)
+    else:
+        await deployment_jobs.reconcile(context, job)
+
+
 @asynccontextmanager
 async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worker]:
     """The job worker, the event bus and the SSH reaper, all stopped on the way out.
@@ -45,7 +54,7 @@ async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worke
         context.sessions,
         context,
         {**deployment_jobs.HANDLERS, **app_jobs.HANDLERS},
-        recover=deployment_jobs.reconcile,
+        recover=reconcile,
         single_process=embedded and settings.resolved_database_url.startswith("sqlite"),
         concurrency=settings.worker_concurrency,
     )

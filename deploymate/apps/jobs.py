@@ -27,6 +27,7 @@ from deploymate.deployments import engine, routing
 from deploymate.deployments.jobs import JobRouter, plan_for
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
 from deploymate.deployments.service import restore
+from deploymate.jobs.models import Job
 from deploymate.jobs.worker import JobContext, JobFailed
 from deploymate.runtime import docker, images
 from deploymate.runtime.errors import RuntimeFailure
@@ -396,6 +397,87 @@ async def _finish(
             )
         app_release.parts = pinned
         await db.commit()
+
+
+async def reconcile(context: AppContext, job: Job) -> None:
+    """After an interrupted app job, the environment is made whole again, never mixed.
+
+    Died before the release was recorded: every service goes back to what served before (its
+    new containers removed, its routes back). Died after (while the old containers drained):
+    what does not serve is removed. Then each server's proxy follows the records."""
+    if job.kind != "app_deploy" or APP_RELEASE not in job.payload:
+        return
+    touched: dict[int, Server] = {}
+    async with context.sessions() as db:
+        app_release = await db.get(AppRelease, int(job.payload[APP_RELEASE]))
+        if app_release is None:
+            return
+        recorded = app_release.status == "succeeded"
+        removed: list[str] = []
+        for per_server in app_release.parts.values():
+            for ids in per_server.values():
+                dep = await db.get(Deployment, ids["deployment_id"])
+                rel = await db.get(Release, ids["release_id"])
+                if dep is None or rel is None or dep.server_id is None:
+                    continue
+                server = await db.get(Server, dep.server_id)
+                assert server is not None
+                touched[server.id] = server
+                current = (
+                    await db.get(Release, dep.current_release_id)
+                    if dep.current_release_id
+                    else None
+                )
+                executor = executor_for(context, server)
+                try:
+                    for row in await engine.containers_of(executor, dep.id, dep.name):
+                        release = int(row["labels"].get(docker.LABEL_RELEASE, 0))
+                        stale = release != dep.current_release_id if recorded else release == rel.id
+                        if stale:
+                            await executor.run(docker.remove(str(row["name"])))
+                            removed.append(f"{row['name']}@{server.name}")
+                except RuntimeFailure as exc:
+                    dep.status_message = f"could not check {server.name}: {exc.detail}"
+                if not recorded:
+                    rel.status, rel.finished_at = "failed", utcnow()
+                    if current is not None:
+                        restore(dep, current.config)
+                        dep.status = "running"
+                        dep.routed_to = (
+                            f"{current.container_name}:{current.config['internal_port']}"
+                            if current.config.get("domains")
+                            else None
+                        )
+                    else:
+                        dep.status, dep.routed_to = "failed", None
+                        dep.status_message = "the first app release was interrupted"
+                db.add(
+                    DeploymentEvent(
+                        deployment_id=dep.id,
+                        actor="system",
+                        action="reconciled",
+                        job_id=job.id,
+                        message=f"job {job.id} (app release {app_release.number}) was "
+                        + (
+                            "interrupted while draining; the new release serves"
+                            if recorded
+                            else "interrupted; back to the release that served before"
+                        ),
+                    )
+                )
+        if not recorded:
+            app_release.status, app_release.finished_at = "failed", utcnow()
+            app_release.detail = (
+                "interrupted: the control host stopped during this release; every service "
+                "went back to what served before"
+                + (f" (removed {', '.join(removed)})" if removed else "")
+            )
+        await db.commit()
+    for server in touched.values():
+        try:
+            await routing.sync(context, server.id, executor_for(context, server))
+        except RuntimeFailure:
+            continue  # the next release or `deploymate proxy status` shows it
 
 
 HANDLERS = {"app_deploy": deploy}

@@ -12,6 +12,7 @@ import httpx
 from tests.conftest import ADMIN_PASSWORD
 from tests.e2e.conftest import key_server
 from tests.support import server as dm_server
+from tests.support.apps import app_spec, via_proxy
 from tests.support.deploy import fast_health, fetch
 from tests.support.lab import LabHost
 
@@ -156,5 +157,66 @@ def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_record
         assert names == ["dm-lazarus-r1"]
         # The proxy follows the records again: the release that never finished is gone.
         assert _via_proxy(lab_host, "lazarus.test") == "v1"
+    finally:
+        second.stop()
+
+
+def test_kill_during_an_app_release_then_restart_brings_every_service_back(
+    tmp_path: Path, lab_host: LabHost, test_images: dict[str, str]
+) -> None:
+    data = tmp_path / "data"
+    environments: dict[str, dict[str, object]] = {"staging": {"servers": ["edge"]}}
+
+    def deploy(http: httpx.Client, text: str) -> int:
+        res = http.post(
+            "/api/apps/phoenix/deploy",
+            json={"environment": "staging", "spec": text, "commit": "feedf00d"},
+        )
+        assert res.status_code == 202, res.text
+        return int(res.json()["job_id"])
+
+    first = dm_server.start(data, ADMIN_PASSWORD)
+    try:
+        http = _session(first.url)
+        assert http.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
+        assert (
+            _wait(http, deploy(http, app_spec("phoenix", "v1", environments)))["status"]
+            == "succeeded"
+        )
+        # v2's smoke check holds the release after the web's switch, when the process dies.
+        held = app_spec("phoenix", "v2", environments).replace(
+            "smoke: [{http: /version, expect: 200}]",
+            'smoke: [{command: [sleep, "30"], timeout: 60}]',
+        )
+        job_id = deploy(http, held)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
+            if "proxy switched" in log:
+                break
+            time.sleep(0.1)
+        assert via_proxy(lab_host, "web.phoenix.test") == "v2"
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    finally:
+        first.stop()
+
+    second = dm_server.start(data, ADMIN_PASSWORD)
+    try:
+        http = _session(second.url)
+        assert http.get(f"/api/jobs/{job_id}").json()["status"] == "interrupted"
+        release = http.get("/api/apps/phoenix/releases").json()[0]
+        assert release["number"] == 2 and release["status"] == "failed"
+        assert "interrupted" in release["detail"]
+        # Web and worker both back on release 1: the environment is never left mixed.
+        assert via_proxy(lab_host, "web.phoenix.test") == "v1"
+        names = sorted(n for n in _names(lab_host) if n.startswith("dm-phoenix-"))
+        assert names == ["dm-phoenix-staging-web-r1", "dm-phoenix-staging-worker-r1"]
+        for dep in http.get("/api/deployments").json():
+            assert dep["status"] == "running" and dep["current_release"]["number"] == 1, dep
+        # The locks went with the dead job: the next release runs.
+        again = deploy(http, app_spec("phoenix", "v2", environments))
+        assert _wait(http, again)["status"] == "succeeded"
+        assert via_proxy(lab_host, "web.phoenix.test") == "v2"
     finally:
         second.stop()
