@@ -18,11 +18,12 @@ from deploymate.backup.format import (
     CHECKSUM,
     FIELDS,
     FORMAT,
-    FORMAT_VERSION,
     MANIFEST_FIELDS,
+    READABLE_VERSIONS,
     REQUIRED,
     SECTIONS,
     SETTINGS_KEYS,
+    SINCE,
     checksum,
     section_count,
 )
@@ -137,6 +138,7 @@ class CurrentState:
     # Live deployments as (name, server name or None for the control host).
     deployments: frozenset[tuple[str, str | None]] = frozenset()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    apps: frozenset[str] = frozenset()
 
 
 # --- the analysis --------------------------------------------------------------------------
@@ -266,6 +268,7 @@ class _Analysis:
         # record with an id counts as present, even one reported for another problem.
         self.bundle_servers: dict[int, str] = {}
         self.bundle_deployments: set[int] = set()
+        self.bundle_apps: set[int] = set()
 
     def _manifest_info(self) -> dict[str, Any]:
         """The manifest as shown back: scalars only, long text cut, counts of known sections."""
@@ -302,6 +305,14 @@ class _Analysis:
             row = self.rows[name] = SectionReport(name)
             report.sections.append(row)
             value = self.sections.get(name)
+            if value is None and SINCE.get(name, 1) > self.manifest["format_version"]:
+                row.add(
+                    "not_in_version",
+                    "info",
+                    f"format version {self.manifest['format_version']} has no {name} (added in "
+                    f"version {SINCE[name]}): nothing of it would be restored",
+                )
+                continue
             if value is None:
                 row.add("missing_section", "error", f"the bundle has no {name} section")
                 continue
@@ -322,7 +333,8 @@ class _Analysis:
             row.add(
                 "unknown_section",
                 "warn",
-                f"section {_short(name)} is not part of format version {FORMAT_VERSION}; "
+                f"section {_short(name)} is not part of format version "
+                f"{self.manifest['format_version']}; "
                 "a restore would ignore it",
             )
             report.sections.append(row)
@@ -339,12 +351,13 @@ class _Analysis:
                 f"format {fmt!r} is not {FORMAT!r}; this is not a DeployMate backup bundle",
             )
             return False
-        if not _is_int(version) or version != FORMAT_VERSION:
+        if not _is_int(version) or version not in READABLE_VERSIONS:
             self.head.add(
                 "unknown_format_version",
                 "error",
                 f"format_version {version!r} is unknown; this instance reads version "
-                f"{FORMAT_VERSION} (a bundle from a newer DeployMate needs that version)",
+                f"{' and '.join(map(str, READABLE_VERSIONS))} (a bundle from a newer DeployMate "
+                "needs that version)",
             )
             return False
         return True
@@ -416,6 +429,8 @@ class _Analysis:
             self.bundle_servers = present
         elif name == "deployments":
             self.bundle_deployments = set(present)
+        elif name == "apps":
+            self.bundle_apps = set(present)
         records: list[dict[str, Any]] = []
         not_objects: list[int] = []
         missing: set[str] = set()
@@ -462,6 +477,24 @@ class _Analysis:
             "deployment_id": _is_int,
             "config": lambda v: isinstance(v, dict),
         },
+        "apps": {
+            "id": _is_int,
+            "name": lambda v: isinstance(v, str),
+            "spec_text": lambda v: isinstance(v, str),
+            "spec": lambda v: isinstance(v, dict),
+        },
+        "app_secrets": {
+            "id": _is_int,
+            "app_id": _is_int,
+            "name": lambda v: isinstance(v, str),
+            "value": lambda v: isinstance(v, str),
+        },
+        "app_releases": {
+            "id": _is_int,
+            "app_id": _is_int,
+            "spec": lambda v: isinstance(v, dict),
+            "parts": lambda v: isinstance(v, dict),
+        },
     }
 
     def _typed(
@@ -482,6 +515,7 @@ class _Analysis:
         key: Callable[[dict[str, Any]], Any] | None = {
             "users": lambda r: r["username"],
             "servers": lambda r: r["name"],
+            "apps": lambda r: r["name"],
         }.get(name)
         seen_ids: set[int] = set()
         seen_keys: set[Any] = set()
@@ -580,6 +614,38 @@ class _Analysis:
             if token is not None:
                 sealed.append((f"release {r['id']}", token))
         self._sealed(row, "secret env of", sealed)
+
+    def _apps(self, row: SectionReport, records: list[dict[str, Any]]) -> None:
+        clash = [r["name"] for r in records if r["name"] in self.current.apps]
+        if clash:
+            row.add(
+                "name_clash",
+                "warn",
+                f"{len(clash)} of {len(records)} app names exist on this instance: {_names(clash)}",
+            )
+
+    def _orphans(self, row: SectionReport, what: str, records: list[dict[str, Any]]) -> None:
+        orphans = [f"{what} {r['id']} (app_id {r['app_id']})" for r in records]
+        orphans = [
+            o for o, r in zip(orphans, records, strict=True) if r["app_id"] not in self.bundle_apps
+        ]
+        if orphans:
+            row.add(
+                "missing_app",
+                "error",
+                f"records refer to apps that are not in the bundle: {_names(orphans)}",
+            )
+
+    def _app_secrets(self, row: SectionReport, records: list[dict[str, Any]]) -> None:
+        self._orphans(row, "secret", records)
+        self._sealed(
+            row,
+            "app secret",
+            [(f"{r['name']} ({r.get('environment')})", r["value"]) for r in records],
+        )
+
+    def _app_releases(self, row: SectionReport, records: list[dict[str, Any]]) -> None:
+        self._orphans(row, "app release", records)
 
     def _decrypts(self, token: str) -> bool:
         if token not in self._decryptable:

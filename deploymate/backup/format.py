@@ -2,11 +2,14 @@
 
 A bundle is one JSON object:
 
-    {"manifest": {"format": "deploymate-backup", "format_version": 1, "app_version": "...",
+    {"manifest": {"format": "deploymate-backup", "format_version": 2, "app_version": "...",
                   "created_at": "...", "counts": {section: n},
                   "checksum": "sha256:<hex>"},
      "sections": {"users": [...], "servers": [...], "deployments": [...],
-                  "templates": [...], "releases": [...], "settings": {...}}}
+                  "templates": [...], "releases": [...], "apps": [...],
+                  "app_secrets": [...], "app_releases": [...], "settings": {...}}}
+
+Version 2 added the three app sections; a version 1 bundle (made before apps) is still read.
 
 The checksum is the SHA-256 of the canonical JSON of the `sections` object:
 `json.dumps(sections, sort_keys=True, separators=(",", ":"))` (ASCII, `\\uXXXX` escapes), UTF-8.
@@ -22,13 +25,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from deploymate.apps.models import App, AppRelease, AppSecret
 from deploymate.auth.models import User
 from deploymate.core.db import Base
 from deploymate.deployments.models import Deployment, DeploymentTemplate, Release
 from deploymate.servers.models import Server
 
 FORMAT = "deploymate-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # Section name -> the table its records come from.
 MODELS: dict[str, type[Base]] = {
@@ -37,7 +42,12 @@ MODELS: dict[str, type[Base]] = {
     "deployments": Deployment,
     "templates": DeploymentTemplate,
     "releases": Release,
+    "apps": App,
+    "app_secrets": AppSecret,
+    "app_releases": AppRelease,
 }
+# Sections a format version added: a bundle of an earlier version does not have them.
+SINCE: dict[str, int] = {"apps": 2, "app_secrets": 2, "app_releases": 2}
 # Columns never part of a bundle: password hashes and release logs (which may hold container
 # output). Sessions and API tokens are whole tables left out. Credentials and secret env
 # values are kept as the Fernet tokens they are stored as. A new column is in the bundle unless
@@ -48,6 +58,9 @@ EXCLUDED: dict[str, frozenset[str]] = {
     "deployments": frozenset(),
     "templates": frozenset(),
     "releases": frozenset({"log"}),
+    "apps": frozenset(),
+    "app_secrets": frozenset(),  # the value is kept as its Fernet token
+    "app_releases": frozenset(),
 }
 FIELDS: dict[str, tuple[str, ...]] = {
     name: tuple(c.key for c in model.__table__.columns if c.key not in EXCLUDED[name])
@@ -60,6 +73,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "deployments": ("id", "name", "server_id", "image", "internal_port", "external_port"),
     "templates": ("id", "name", "settings"),
     "releases": ("id", "deployment_id", "number", "image", "config"),
+    "apps": ("id", "name", "spec_text", "spec"),
+    "app_secrets": ("id", "app_id", "environment", "name", "value"),
+    "app_releases": ("id", "app_id", "environment", "number", "spec", "parts"),
 }
 # Non-secret settings only: never the credentials key, the admin password, the webhook URL or
 # the database URL (which may hold a password). Informational: settings come from DEPLOYMATE_*.

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate import __version__
+from deploymate.apps.models import App
 from deploymate.audit import service as audit
 from deploymate.auth.models import User
 from deploymate.backup import analysis
@@ -90,7 +91,9 @@ async def current_state(db: AsyncSession, *, settings: Settings) -> analysis.Cur
     deployments = frozenset(
         (str(name), None if sid is None else servers.get(int(sid), f"#{sid}")) for name, sid in live
     )
+    apps = (await db.execute(select(App.name))).scalars().all()
     return analysis.CurrentState(
+        apps=frozenset(apps),
         usernames=frozenset(usernames),
         servers=servers,
         deployments=deployments,

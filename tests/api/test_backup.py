@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import deploymate.models  # noqa: F401  (every table registered on Base.metadata)
 from deploymate.app import create_app
+from deploymate.apps.models import App, AppRelease, AppSecret
 from deploymate.backup import format as bundle_format
 from deploymate.core.config import Settings
 from deploymate.core.crypto import KEY_FILE_NAME
@@ -35,6 +36,7 @@ from tests.support.api import audit_rows, create_user, login, run_in_app
 
 SERVER_PASSWORD = "srv-Password-canary-7731"
 SECRET_VALUE = "sk_live_canary_3f9a1c77"
+APP_SECRET = "postgres://store:app-canary-5521@db/store"
 MEMBER_TEMP = "alice-temporary-pass-1"
 MEMBER_PASSWORD = "alice-permanent-pass-2"
 BUNDLE = "/api/admin/backup-bundle"
@@ -45,6 +47,9 @@ CONTENT_TABLES = (
     "servers",
     "deployments",
     "releases",
+    "apps",
+    "app_secrets",
+    "app_releases",
     "deployment_templates",
     "deployment_events",
     "jobs",
@@ -129,6 +134,27 @@ def _plant(client: TestClient, server_id: int, owner_id: int) -> None:
                 name="shop-template",
                 owner_id=owner_id,
                 settings={"image": "registry.example/shop:1", "internal_port": 8080},
+            )
+        )
+        app = App(name="store", owner_id=owner_id, spec_text="app: store\n", spec={"app": "store"})
+        db.add(app)
+        await db.flush()
+        db.add(
+            AppSecret(
+                app_id=app.id,
+                environment="production",
+                name="DATABASE_URL",
+                value=cipher.encrypt(APP_SECRET),
+            )
+        )
+        db.add(
+            AppRelease(
+                app_id=app.id,
+                environment="staging",
+                number=1,
+                spec={"app": "store"},
+                parts={"web": {"web-1": {"deployment_id": shop.id, "release_id": release.id}}},
+                status="succeeded",
             )
         )
         await db.commit()
@@ -236,7 +262,7 @@ def test_the_bundle_has_a_manifest_counts_and_a_checksum(client: TestClient, wor
     assert res.headers["content-type"].startswith("application/json")
     assert res.headers["cache-control"] == "no-store"
     manifest, sections = doc["manifest"], doc["sections"]
-    assert manifest["format"] == "deploymate-backup" and manifest["format_version"] == 1
+    assert manifest["format"] == "deploymate-backup" and manifest["format_version"] == 2
     assert manifest["app_version"] and re.match(r"\d{4}-\d\d-\d\dT", manifest["created_at"])
     assert list(sections) == [
         "users",
@@ -244,9 +270,15 @@ def test_the_bundle_has_a_manifest_counts_and_a_checksum(client: TestClient, wor
         "deployments",
         "templates",
         "releases",
+        "apps",
+        "app_secrets",
+        "app_releases",
         "settings",
     ]
     assert manifest["counts"] == {name: len(value) for name, value in sections.items()}
+    assert sections["apps"][0]["spec_text"] == "app: store\n"
+    assert sections["app_secrets"][0]["value"].startswith("gAAAAA")
+    assert sections["app_releases"][0]["parts"]["web"]["web-1"]["deployment_id"]
     assert manifest["counts"]["users"] == 2 and manifest["counts"]["servers"] == 2
     assert manifest["counts"]["deployments"] == 2 and manifest["counts"]["releases"] == 1
     canonical = json.dumps(sections, sort_keys=True, separators=(",", ":")).encode()
@@ -308,6 +340,7 @@ def test_the_bundle_holds_no_plaintext_secret(client: TestClient, world: World) 
         MEMBER_TEMP,
         MEMBER_PASSWORD,
         SECRET_VALUE,
+        APP_SECRET,
         *world.tokens,
     ]
     found = [s[:12] for s in secrets if s in text]
@@ -371,13 +404,13 @@ def test_a_bundle_on_its_own_instance_warns_of_every_name_clash(
         assert report.status_code == 200, report.text
         body = report.json()
         assert body["status"] == "warn" and body["readable"] is True
-        for section in ("users", "servers", "deployments"):
+        for section in ("users", "servers", "deployments", "apps"):
             assert _codes(body, section) == {"name_clash": "warn"}, section
         assert "admin, alice" in _row(body, "users")["reasons"][0]["message"]
         assert "db-1, web-1" in _row(body, "servers")["reasons"][0]["message"]
         message = _row(body, "deployments")["reasons"][0]["message"]
         assert "shop on web-1" in message and "tools on the control host" in message
-        for section in ("bundle", "templates", "releases", "settings"):
+        for section in ("bundle", "templates", "releases", "app_secrets", "settings"):
             assert _row(body, section)["status"] == "ok", section
         assert "nothing was changed" in body["summary"]
     _assert_no_writes(before, _db_state(client), audits=2)
@@ -433,6 +466,13 @@ def _duplicate_server(doc: dict[str, Any]) -> None:
     doc["manifest"]["counts"]["servers"] += 1
 
 
+def _version_1(doc: dict[str, Any]) -> None:
+    """A bundle made before apps were part of the format."""
+    doc["manifest"]["format_version"] = 1
+    for name in ("apps", "app_secrets", "app_releases"):
+        del doc["sections"][name], doc["manifest"]["counts"][name]
+
+
 def _add_setting(doc: dict[str, Any]) -> None:
     doc["sections"]["settings"]["database_url"] = "postgresql://u:p@db/x"
     doc["manifest"]["counts"]["settings"] += 1
@@ -451,11 +491,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str, str, list[str
     ),
     (
         "unknown-format-version",
-        _set(["manifest", "format_version"], 2),
+        _set(["manifest", "format_version"], 3),
         "bundle",
         "unknown_format_version",
         "error",
-        ["format_version 2"],
+        ["format_version 3", "reads version 1 and 2"],
     ),
     (
         "checksum-mismatch",
@@ -587,6 +627,30 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str, str, list[str
         ["deployment_id 9999"],
     ),
     (
+        "missing-app",
+        _set(["sections", "app_releases", 0, "app_id"], 9999),
+        "app_releases",
+        "missing_app",
+        "error",
+        ["app_id 9999"],
+    ),
+    (
+        "app-secret-not-encrypted",
+        _set(["sections", "app_secrets", 0, "value"], "postgres://plain"),
+        "app_secrets",
+        "credentials_not_encrypted",
+        "error",
+        ["DATABASE_URL (production)", "plaintext"],
+    ),
+    (
+        "version-1-bundle-without-apps",
+        _version_1,
+        "apps",
+        "not_in_version",
+        "info",
+        ["format version 1 has no apps", "nothing of it would be restored"],
+    ),
+    (
         "unknown-setting",
         _add_setting,
         "settings",
@@ -635,7 +699,7 @@ def test_each_dry_run_reason(
     others = {
         r["section"]: r["status"]
         for r in report["sections"]
-        if r["section"] not in (section, "users", "servers", "deployments")
+        if r["section"] not in (section, "users", "servers", "deployments", "apps")
     }
     assert set(others.values()) <= {"ok"}, others
     if code in ("unknown_format", "unknown_format_version"):
@@ -668,7 +732,7 @@ BAD: list[tuple[str, Callable[[bytes], bytes], str, str]] = [
     ("nested", lambda d: b"[" * 100_000 + b"]" * 100_000, "bundle_not_json", "nested"),
     (
         "infinite-number",
-        lambda d: d.replace(b'"format_version": 1', b'"format_version": 1e999', 1),
+        lambda d: d.replace(b'"format_version": 2', b'"format_version": 1e999', 1),
         "bundle_not_json",
         "too large",
     ),
@@ -781,7 +845,18 @@ def test_a_bundle_checks_clean_on_a_fresh_instance_with_the_same_key(
         body = report.json()
         assert body["status"] == "ok", body
         assert {r["section"]: r["status"] for r in body["sections"]} == dict.fromkeys(
-            ("bundle", "users", "servers", "deployments", "templates", "releases", "settings"),
+            (
+                "bundle",
+                "users",
+                "servers",
+                "deployments",
+                "templates",
+                "releases",
+                "apps",
+                "app_secrets",
+                "app_releases",
+                "settings",
+            ),
             "ok",
         )
         assert "could proceed" in body["summary"]
@@ -809,6 +884,8 @@ def test_credentials_under_a_key_this_instance_lacks_are_errors(
     assert _codes(body, "deployments") == {"credentials_unreadable": "error"}
     assert "shop" in _row(body, "deployments")["reasons"][0]["message"]
     assert _codes(body, "releases") == {"credentials_unreadable": "error"}
+    assert _codes(body, "app_secrets") == {"credentials_unreadable": "error"}
+    assert "DATABASE_URL (production)" in _row(body, "app_secrets")["reasons"][0]["message"]
     assert _row(body, "users")["status"] == "ok" and _row(body, "templates")["status"] == "ok"
     _assert_no_writes(before, _db_state(other), audits=1)
 

@@ -80,7 +80,18 @@ def test_create_writes_a_private_bundle_and_dry_run_prints_the_table(
     assert check.returncode == 0, check.stderr  # warnings (admin exists here) are not errors
     lines = check.stdout.splitlines()
     assert lines[0].split()[:4] == ["section", "records", "status", "reasons"]
-    sections = ("bundle", "users", "servers", "deployments", "templates", "releases", "settings")
+    sections = (
+        "bundle",
+        "users",
+        "servers",
+        "deployments",
+        "templates",
+        "releases",
+        "apps",
+        "app_secrets",
+        "app_releases",
+        "settings",
+    )
     rows = {p[0]: p[2] for p in (line.split() for line in lines[1:]) if p and p[0] in sections}
     assert list(rows) == list(sections)
     assert rows["bundle"] == "ok" and rows["users"] == "warn" and rows["settings"] == "ok"
