@@ -60,6 +60,92 @@ def list_servers(as_json: JsonOption = False) -> None:
     out.print(f"{len(rows)} server(s)")
 
 
+@servers_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="A name for the server.", metavar="NAME")],
+    host: Annotated[str, typer.Option("--host", help="Its address or DNS name.", metavar="HOST")],
+    user: Annotated[str, typer.Option("--user", help="The SSH user.", metavar="USER")],
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="A private key file (OpenSSH format).", metavar="FILE"),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Password authentication, the password on stdin."),
+    ] = False,
+    port: Annotated[int, typer.Option("--port", help="The SSH port.", metavar="PORT")] = 22,
+    fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--fingerprint",
+            help="The host key's SHA256 fingerprint you checked on the server "
+            "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub); pinned when it matches.",
+            metavar="SHA256:…",
+        ),
+    ] = None,
+    purpose: Annotated[
+        str,
+        typer.Option("--purpose", help="production, staging, infra, legacy or audit.", metavar="P"),
+    ] = "production",
+    as_json: JsonOption = False,
+) -> None:
+    """Register a server: its host key is read, shown and pinned only once you confirm its
+    fingerprint; the credentials are sent to the instance, stored encrypted, and tested."""
+    import sys
+
+    from deploymate.cli import api_client, config_file
+
+    if (key_file is None) == (not password_stdin):
+        raise ValidationFailed("give either --key-file FILE or --password-stdin", field="key_file")
+    config = config_file.load()
+    body: dict[str, Any] = {
+        "name": name,
+        "host": host,
+        "port": port,
+        "username": user,
+        "purpose": purpose,
+    }
+    if key_file is not None:
+        try:
+            body |= {"auth_type": "key", "private_key": key_file.read_text()}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValidationFailed(f"cannot read {key_file}: {exc}", field="key_file") from None
+    else:
+        secret = sys.stdin.readline().rstrip("\n")
+        body |= {"auth_type": "password", "password": secret}
+    scanned = api_client.request(
+        config, "POST", "/api/servers/scan-host-key", json={"host": host, "port": port}
+    )
+    keys = scanned["keys"]
+    offered = "; ".join(f"{k['type']} {k['fingerprint_sha256']}" for k in keys)
+    chosen = next((k for k in keys if k["fingerprint_sha256"] == fingerprint), None)
+    if chosen is None and fingerprint is None and sys.stdin.isatty() and keys:
+        out.print(f"{host}:{port} offers: {offered}")
+        check = "compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server"
+        if typer.confirm(f"Pin {keys[0]['type']} {keys[0]['fingerprint_sha256']}? ({check})"):
+            chosen = keys[0]
+    if chosen is None:
+        raise ValidationFailed(
+            f"{host}:{port} offers {offered or 'no key'}; check the fingerprint on the server "
+            "and pass it with --fingerprint SHA256:…"
+            + (" (it does not match)" if fingerprint else ""),
+            field="fingerprint",
+        )
+    body["host_key"] = chosen["public_key"]
+    made = api_client.request(config, "POST", "/api/servers", json=body)
+    if as_json:
+        print_json(made)
+        return
+    state = (
+        "connection tested"
+        if made["last_check_ok"]
+        else f"test failed: {made['last_check_message']}"
+    )
+    out.print(f"server {made['name']} added ({made['host']}:{made['port']}, key pinned; {state})")
+    if not made["last_check_ok"]:
+        raise typer.Exit(1)
+
+
 def _last_check(at: Any, ok: bool | None) -> str:
     if at is None:
         return "never"

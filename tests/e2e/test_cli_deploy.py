@@ -341,3 +341,37 @@ def test_the_proxy_options_move_a_deployment_behind_the_proxy_and_smoke_runs_on_
     ]
     unknown = _cli(["proxy", "status", "no-such-box"], cfg)
     assert unknown.returncode == 2 and "no server named no-such-box" in unknown.stderr
+
+
+def test_servers_add_pins_the_host_key_only_with_its_checked_fingerprint(
+    tmp_path: Path, running_server: RunningServer, lab_host: LabHost
+) -> None:
+    cfg = tmp_path / "cli.json"
+    login = ["login", "--url", running_server.url, "--username", "admin", "--password"]
+    assert _cli([*login, running_server.admin_password], cfg).returncode == 0
+    base = [
+        "servers",
+        "add",
+        "added-by-cli",
+        "--host",
+        lab_host.address,
+        "--port",
+        str(lab_host.ssh_port),
+        "--user",
+        "root",
+        "--key-file",
+        str(lab_host.client_key),
+    ]
+    # Not told which key to trust (and no terminal to ask on): refused, naming what is offered.
+    unasked = _cli(base, cfg)
+    assert unasked.returncode == 2, unasked.stdout + unasked.stderr
+    assert lab_host.host_key_fingerprint in unasked.stderr and "--fingerprint" in unasked.stderr
+    wrong = _cli([*base, "--fingerprint", "SHA256:" + "A" * 43], cfg)
+    assert wrong.returncode == 2 and "does not match" in wrong.stderr
+    added = _cli([*base, "--fingerprint", lab_host.host_key_fingerprint], cfg)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "key pinned; connection tested" in added.stdout
+    listed = json.loads(_cli(["servers", "list", "--json"], cfg).stdout)
+    server = next(s for s in listed if s["name"] == "added-by-cli")
+    assert server["host_key"] and server["last_check_ok"] is True
+    assert lab_host.client_key.read_text().strip()[40:80] not in json.dumps(listed)
