@@ -3,7 +3,10 @@
 The list of stored apps and a form taking a spec's text (YAML or JSON): a refused spec is shown
 again as typed, one numbered line per row, each problem under the line it is about. An app's
 page shows its environments side by side (servers, domains, which secrets have a value: never
-a value), its services and the spec as stored. Deploying an app from the console comes later.
+a value), its services and the spec as stored, with the actions an environment takes from
+the console: ship a production environment (an admin types the app's name; a member's ship is a
+request for the admins) and roll an environment back to an earlier release that served (in
+production: admins only, with the name typed). Deploying an app from the console comes later.
 """
 
 from __future__ import annotations
@@ -19,18 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.apps import releases, service
-from deploymate.apps.models import App, AppRelease
+from deploymate.apps.models import App, AppRelease, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError, NotFound, ValidationFailed
 from deploymate.deps import CallerDep, ContextDep, DbDep
 from deploymate.web import flash
-from deploymate.web.forms import refused
+from deploymate.web.forms import number, refused
 from deploymate.web.render import render
 
 router = APIRouter(include_in_schema=False)
 PAGE = "/app/apps"
 APP_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+RUNNING = ("pending", "running")  # an app release whose job has not ended
+EARLIER_SHOWN = 50  # rollback choices offered per environment
 
 
 # --- presenting -------------------------------------------------------------------------------
@@ -256,8 +261,27 @@ async def save(request: Request, me: CallerDep, db: DbDep) -> Response:
     return flash.redirect(f"{PAGE}/{app.name}", f"App {app.name} {said}.")
 
 
-@router.get(f"{PAGE}/{{name}}", response_class=HTMLResponse)
-async def app_page(name: str, request: Request, me: CallerDep, db: DbDep) -> Response:
+async def _release_states(db: AsyncSession, app: App) -> dict[str, dict[str, Any]]:
+    """Per environment: whether a release is running there, and the numbers of the releases
+    that served (succeeded), newest first."""
+    rows = await db.execute(
+        select(AppRelease.environment, AppRelease.number, AppRelease.status)
+        .where(AppRelease.app_id == app.id)
+        .order_by(AppRelease.id.desc())
+    )
+    states: dict[str, dict[str, Any]] = {}
+    for environment, release_number, status in rows:
+        state = states.setdefault(environment, {"running": False, "served": []})
+        if status in RUNNING:
+            state["running"] = True
+        elif status == "succeeded":
+            state["served"].append(release_number)
+    return states
+
+
+async def _app_page(
+    request: Request, me: Caller, db: AsyncSession, name: str, *, status: int = 200, **extra: Any
+) -> Response:
     if not APP_NAME.match(name):
         raise NotFound(f"no app named {name}")
     app = await service.get(db, caller=me, name=name)
@@ -265,6 +289,16 @@ async def app_page(name: str, request: Request, me: CallerDep, db: DbDep) -> Res
     latest: dict[str, dict[str, Any]] = {}
     for r in await releases.list_releases(db, app=app):  # newest first
         latest.setdefault(r.environment, _release(r))
+    states = await _release_states(db, app)
+    environments = _environments(app.spec, have)
+    for e in environments:
+        state = states.get(e["name"]) or {"running": False, "served": []}
+        production = e["kind"] == "production"
+        e["running"] = state["running"]
+        e["can_ship"] = production
+        # Back to an earlier release that served; members never roll production back.
+        earlier = state["served"][1 : EARLIER_SHOWN + 1]
+        e["earlier"] = earlier if earlier and (me.is_admin or not production) else []
     context = {
         "latest": latest,
         "app": {
@@ -273,11 +307,100 @@ async def app_page(name: str, request: Request, me: CallerDep, db: DbDep) -> Res
             "updated_at": app.updated_at,
             "secrets": list(app.spec.get("secrets") or []),
         },
-        "environments": _environments(app.spec, have),
+        "environments": environments,
+        # Where a ship takes its release from (a choice when there are several).
+        "ship_sources": [
+            {
+                "name": e["name"],
+                "release": (latest.get(e["name"]) or {}).get("number"),
+                "status": (latest.get(e["name"]) or {}).get("status"),
+            }
+            for e in environments
+            if e["kind"] == "staging"
+        ],
         "services": _services(app.spec),
         "lines": numbered(app.spec_text),
+        "error": None,
+        "acted": None,
+        **extra,
     }
-    return render(request, "app_detail.html", context, me=me)
+    return render(request, "app_detail.html", context, me=me, status=status)
+
+
+@router.get(f"{PAGE}/{{name}}", response_class=HTMLResponse)
+async def app_page(name: str, request: Request, me: CallerDep, db: DbDep) -> Response:
+    return await _app_page(request, me, db, name)
+
+
+def _field(form: Any, key: str, limit: int = 100) -> str:
+    value = form.get(key)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+@router.post(f"{PAGE}/{{name}}/{{environment}}/ship", response_class=HTMLResponse)
+async def ship(
+    name: str, environment: str, request: Request, me: CallerDep, db: DbDep, context: ContextDep
+) -> Response:
+    """Ship to a production environment what serves on staging: at once for an admin who typed
+    the app's name, as a request to the admins for a member."""
+    if not APP_NAME.match(name):
+        raise NotFound(f"no app named {name}")
+    form = await request.form()
+    try:
+        done = await releases.ship(
+            db,
+            context=context,
+            caller=me,
+            name=name,
+            environment=environment,
+            source=_field(form, "from") or None,
+            confirm=_field(form, "confirm"),
+        )
+    except DeployMateError as exc:
+        page = partial(_app_page, request, me, db, name)
+        return await refused(db, exc, page, acted=f"{environment}/ship")
+    if isinstance(done, ShipRequest):
+        said = f"Ship request #{done.id} sent to the admins."
+    else:
+        app_release, _ = done
+        said = f"Shipping release {app_release.number} to {environment}."
+    return flash.redirect(f"{PAGE}/{name}", said)
+
+
+@router.post(f"{PAGE}/{{name}}/{{environment}}/rollback", response_class=HTMLResponse)
+async def rollback(
+    name: str, environment: str, request: Request, me: CallerDep, db: DbDep, context: ContextDep
+) -> Response:
+    """Bring an environment back to an earlier release that served, every service together.
+    Production wants the app's name typed (the service checks it), others the box ticked."""
+    if not APP_NAME.match(name):
+        raise NotFound(f"no app named {name}")
+    form = await request.form()
+    confirm, wanted = _field(form, "confirm"), _field(form, "to", 20)
+    try:
+        app = await service.get(db, caller=me, name=name)
+        env = (app.spec.get("environments") or {}).get(environment)
+        if env is not None and environment_kind(environment, env) != "production":
+            if confirm != "yes":
+                raise ValidationFailed("Tick the confirmation box to roll back.")
+        to = number(wanted) if wanted else None
+        if isinstance(to, str):
+            raise ValidationFailed("must be a release number", field="to")
+        app_release, _ = await releases.rollback(
+            db,
+            context=context,
+            caller=me,
+            name=name,
+            environment=environment,
+            to=to,
+            confirm=confirm,
+        )
+    except DeployMateError as exc:
+        page = partial(_app_page, request, me, db, name)
+        return await refused(db, exc, page, acted=f"{environment}/rollback")
+    target = f"release {to}" if to else "the previous release"
+    said = f"Rolling {environment} back to {target} (as release {app_release.number})."
+    return flash.redirect(f"{PAGE}/{name}", said)
 
 
 # --- approvals -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.apps.models import App
+from deploymate.apps.models import App, AppRelease, ShipRequest
 from deploymate.auth.models import User
 from deploymate.servers.models import Server
 from tests.api.test_console import _console_login, _form_csrf
@@ -287,3 +287,226 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client: TestClient) -> No
         assert res.status_code == 303 and res.headers["location"] == "/login", path
     res = client.post(PAGE, data={"spec": SPEC}, follow_redirects=False)
     assert res.status_code == 303 and res.headers["location"] == "/login"
+
+
+# --- ship and roll back from the app's page ---------------------------------------------------
+
+
+def _app_release(
+    client: TestClient, app: str, env: str, number: int, status: str = "succeeded"
+) -> None:
+    """An app release as a finished deploy leaves it: one image ID per service on each server."""
+
+    async def add(db: AsyncSession) -> None:
+        row = (await db.execute(select(App).where(App.name == app))).scalar_one()
+        servers = row.spec["environments"][env]["servers"]
+        image_id = f"sha256:{number:064x}"
+        db.add(
+            AppRelease(
+                app_id=row.id,
+                environment=env,
+                number=number,
+                commit="0a1b2c3d4e5f60718293a4b5c6d7e8f901234567",
+                branch="main",
+                clean=True,
+                spec=row.spec,
+                parts={
+                    s: {n: {"image_id": image_id} for n in servers} for s in row.spec["services"]
+                },
+                status=status,
+                created_by="admin",
+            )
+        )
+        await db.commit()
+
+    run_in_app(client, add)
+
+
+def _releases_of(client: TestClient, env: str) -> list[int]:
+    async def numbers(db: AsyncSession) -> list[int]:
+        rows = await db.execute(
+            select(AppRelease.number)
+            .where(AppRelease.environment == env)
+            .order_by(AppRelease.number)
+        )
+        return list(rows.scalars())
+
+    result: list[int] = run_in_app(client, numbers)
+    return result
+
+
+def _ship_requests(client: TestClient) -> list[tuple[int, str, str, str]]:
+    async def rows(db: AsyncSession) -> list[tuple[int, str, str, str]]:
+        found = await db.execute(
+            select(
+                ShipRequest.id,
+                ShipRequest.environment,
+                ShipRequest.requested_by_name,
+                ShipRequest.status,
+            )
+        )
+        return [(r.id, r.environment, r.requested_by_name, r.status) for r in found]
+
+    result: list[tuple[int, str, str, str]] = run_in_app(client, rows)
+    return result
+
+
+def _form(card: str, testid: str) -> str | None:
+    match = re.search(rf'<form [^>]*data-testid="{testid}"[^>]*>.*?</form>', card, re.S)
+    return match.group(0) if match else None
+
+
+def _act(client: TestClient, app: str, env: str, action: str, **data: str) -> httpx.Response:
+    csrf = _form_csrf(client.get(PAGE).text)
+    return client.post(
+        f"{PAGE}/{app}/{env}/{action}",
+        data={"csrf_token": csrf, **data},
+        follow_redirects=False,
+    )
+
+
+def _error(res: httpx.Response) -> str:
+    match = re.search(r'data-testid="form-error">(.*?)</p>', res.text, re.S)
+    assert match, res.text
+    return _text(match.group(1))
+
+
+def test_an_admin_gets_ship_and_rollback_forms_that_wait_while_a_release_runs(
+    admin: TestClient,
+) -> None:
+    assert _post(admin, SPEC).status_code == 303
+    html = admin.get("/app/apps/shop").text
+    # Production ships (the app's name typed); staging is deployed, not shipped.
+    ship = _form(_card(html, "environment", "env", "production"), "ship-form")
+    assert ship and 'action="/app/apps/shop/production/ship"' in ship
+    assert re.search(r'<input id="ship-production-confirm" name="confirm" required', ship)
+    assert "Type <code>shop</code> to ship" in ship and "Ship to production</button>" in ship
+    assert 'name="from"' not in ship  # one staging environment: nothing to choose
+    assert "Ships what serves on staging: the same images" in _text(ship)
+    assert _form(_card(html, "environment", "env", "staging"), "ship-form") is None
+    # Nothing served twice anywhere: nothing to roll back to.
+    assert "rollback-form" not in html
+
+    for number in (1, 2, 3):
+        _app_release(admin, "shop", "staging", number)
+    _app_release(admin, "shop", "staging", 4, status="failed")
+    for number in (1, 2):
+        _app_release(admin, "shop", "production", number)
+    html = admin.get("/app/apps/shop").text
+    staging = _form(_card(html, "environment", "env", "staging"), "rollback-form")
+    assert staging and 'action="/app/apps/shop/staging/rollback"' in staging
+    # Earlier releases that served, the previous one chosen; a ticked box confirms.
+    options = re.findall(r'<option value="(\d+)"( selected)?>', staging)
+    assert options == [("2", " selected"), ("1", "")]
+    assert 'data-confirm="Roll shop staging back' in staging
+    assert '<input type="checkbox" name="confirm" value="yes" required>' in staging
+    production = _form(_card(html, "environment", "env", "production"), "rollback-form")
+    assert production and re.findall(r'<option value="(\d+)"', production) == ["1"]
+    assert re.search(r'<input id="rollback-production-confirm" name="confirm" required', production)
+    assert "data-confirm" not in production and 'type="checkbox"' not in production
+    assert "(release #4, failed)" in _text(_card(html, "environment", "env", "production"))
+    assert "release-running" not in html and " disabled" not in html
+
+    # A release running in staging: its forms wait; production's do not.
+    _app_release(admin, "shop", "staging", 5, status="running")
+    html = admin.get("/app/apps/shop").text
+    staging_card = _card(html, "environment", "env", "staging")
+    assert "A release is running in staging" in _text(staging_card)
+    staging = _form(staging_card, "rollback-form")
+    assert staging and '<button type="submit" disabled>Roll back</button>' in staging
+    assert 'name="to" disabled' in staging and 'value="yes" required disabled' in staging
+    production_card = _card(html, "environment", "env", "production")
+    assert "release-running" not in production_card and " disabled" not in production_card
+
+    # Two staging environments: the ship says which, one whose latest release served chosen.
+    eu = "  staging-eu:\n    servers: [staging-1]\n"
+    assert _post(admin, SPEC.replace("  production:\n", eu + "  production:\n")).status_code == 303
+    _app_release(admin, "shop", "staging-eu", 1)
+    html = admin.get("/app/apps/shop").text
+    ship = _form(_card(html, "environment", "env", "production"), "ship-form")
+    assert ship and '<select id="ship-production-from" name="from">' in ship
+    options = re.findall(r'<option value="([^"]+)"( selected)?>([^<]*)</option>', ship)
+    assert options == [
+        ("staging", "", "staging (release #5, running)"),
+        ("staging-eu", " selected", "staging-eu (release #1)"),
+    ]
+
+
+def test_a_refused_ship_or_rollback_says_why_and_changes_nothing(admin: TestClient) -> None:
+    assert _post(admin, SPEC).status_code == 303
+    # Nothing on staging yet: nothing to ship.
+    res = _act(admin, "shop", "production", "ship", confirm="shop")
+    assert res.status_code == 409
+    assert _error(res) == "staging has no release of shop yet: deploy it there first"
+
+    _app_release(admin, "shop", "staging", 1)
+    # The app's name mistyped: the service's own words, and no release made.
+    res = _act(admin, "shop", "production", "ship", confirm="shpo")
+    assert res.status_code == 422
+    assert "shipping to production needs the app's name typed" in _error(res)
+    production = _card(res.text, "environment", "env", "production")
+    assert 'data-testid="field-error" data-field="confirm"' in production
+    assert "App shop" not in res.text and "Shipping" not in res.text
+    assert _releases_of(admin, "production") == [] and _ship_requests(admin) == []
+    assert "form-error" not in admin.get("/app/apps/shop").text  # said once, on that answer
+
+    # Staging's latest failed: only a release that serves healthy ships.
+    _app_release(admin, "shop", "staging", 2, status="failed")
+    res = _act(admin, "shop", "production", "ship", confirm="shop")
+    assert res.status_code == 409 and "(2) failed: only a release that serves" in _error(res)
+    assert _releases_of(admin, "production") == []
+
+    # Rolling back: the box unticked, then no earlier release that served.
+    res = _act(admin, "shop", "staging", "rollback", to="1")
+    assert res.status_code == 422 and _error(res) == "Tick the confirmation box to roll back."
+    res = _act(admin, "shop", "staging", "rollback", to="1", confirm="yes")
+    assert res.status_code == 422
+    assert "no earlier release of staging that served to go back to (earlier: none)" in _error(res)
+    _app_release(admin, "shop", "production", 1)
+    _app_release(admin, "shop", "production", 2)
+    res = _act(admin, "shop", "production", "rollback", to="1", confirm="yes")
+    assert res.status_code == 422
+    assert "rolling production back needs the app's name typed" in _error(res)
+    assert _releases_of(admin, "staging") == [1, 2]
+    assert _releases_of(admin, "production") == [1, 2]
+
+
+def test_a_member_requests_a_ship_and_gets_no_production_rollback(admin: TestClient) -> None:
+    admin.cookies.clear()
+    _member(admin, "mila")
+    _add_servers(admin, "mila", ("mila-1",))
+    blog = SPEC.replace("app: shop", "app: blog").replace("staging-1", "mila-1")
+    assert _post(admin, blog.replace("prod-1, prod-2", "mila-1")).status_code == 303
+    for number in (1, 2):
+        _app_release(admin, "blog", "staging", number)
+        _app_release(admin, "blog", "production", number)
+
+    html = admin.get("/app/apps/blog").text
+    production = _card(html, "environment", "env", "production")
+    ship = _form(production, "ship-form")
+    assert ship and "Request ship</button>" in ship and 'name="confirm"' not in ship
+    assert "Ship to production" not in ship and 'href="/app/approvals"' in ship
+    assert _form(production, "rollback-form") is None  # production is the admins'
+    assert _form(_card(html, "environment", "env", "staging"), "rollback-form")
+
+    res = _act(admin, "blog", "production", "ship")
+    assert res.status_code == 303 and res.headers["location"] == "/app/apps/blog"
+    [(request_id, env, by, status)] = _ship_requests(admin)
+    assert (env, by, status) == ("production", "mila", "pending")
+    page = admin.get("/app/apps/blog").text
+    assert f"Ship request #{request_id} sent to the admins." in page
+    assert _releases_of(admin, "production") == [1, 2]  # nothing shipped yet
+    waiting = admin.get("/app/approvals").text
+    assert f'data-testid="request" data-request="{request_id}"' in waiting
+
+    # Asked twice for the same release: refused, the first request named.
+    res = _act(admin, "blog", "production", "ship")
+    assert res.status_code == 409
+    assert _error(res) == f"a ship request for this release is already waiting (#{request_id})"
+    # Rolling production back anyway (a form from elsewhere) is refused by the service.
+    res = _act(admin, "blog", "production", "rollback", to="1", confirm="blog")
+    assert res.status_code == 403 and "members do not roll it back" in _error(res)
+    assert len(_ship_requests(admin)) == 1 and _releases_of(admin, "production") == [1, 2]
+    # Another's app, or none: not found, as on the page.
+    res = _act(admin, "nope", "production", "ship")
+    assert res.status_code == 404 and "Not found" in res.text
