@@ -192,6 +192,7 @@ def _release(r: AppRelease) -> dict[str, Any]:
         }
     )
     return {
+        "id": r.id,
         "number": r.number,
         "status": r.status,
         "commit": (r.commit or "")[:12],
@@ -296,6 +297,16 @@ async def _app_page(
         production = e["kind"] == "production"
         e["running"] = state["running"]
         e["can_ship"] = production
+        # Production already serves what its only staging serves: nothing to ship yet.
+        sources = [x["name"] for x in environments if x["kind"] == "staging"]
+        mine, theirs = latest.get(e["name"]) or {}, latest.get(sources[0]) if sources else None
+        e["up_to_date"] = (
+            production
+            and len(sources) == 1
+            and theirs is not None
+            and mine.get("status") == "succeeded"
+            and mine.get("shipped_from") == theirs["id"]
+        )
         # Back to an earlier release that served; members never roll production back.
         earlier = state["served"][1 : EARLIER_SHOWN + 1]
         e["earlier"] = earlier if earlier and (me.is_admin or not production) else []

@@ -285,8 +285,8 @@ async def _stage(
     if missing:
         raise ValidationFailed(
             f"{environment} has no value for {', '.join(missing)}; set "
-            f"{'it' if len(missing) == 1 else 'them'} with `deploymate secrets set {app.name} "
-            f"{environment} NAME`",
+            f"{'it' if len(missing) == 1 else 'each'} with `deploymate secrets set {app.name} "
+            f"{environment} {missing[0] if len(missing) == 1 else 'NAME'}`",
             field="secrets",
             code="secret_missing",
         )

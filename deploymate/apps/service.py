@@ -42,7 +42,9 @@ async def _server_names(db: AsyncSession, caller: Caller) -> set[str]:
 async def get(db: AsyncSession, *, caller: Caller, name: str) -> App:
     found = (await db.execute(select(App).where(App.name == name))).scalar_one_or_none()
     if found is None or not caller.owns(found.owner_id):
-        raise NotFound(f"no app named {name}")
+        raise NotFound(
+            f"no app named {name}; store its spec first: `deploymate app save` in its repository"
+        )
     return found
 
 

@@ -106,6 +106,44 @@ def _committed_app_name() -> str:
     return app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
 
 
+def _committed_spec(file: str) -> tuple[Path, str, str]:
+    """(repository root, the spec's text at HEAD, the app it names); invalid: exit 1 with
+    every problem."""
+    from deploymate.apps import spec as app_spec
+
+    root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+    spec_text = _git("show", f"HEAD:{file}", cwd=root)
+    try:
+        found = app_spec.load(spec_text, filename=file)
+    except app_spec.SpecInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render(file), file=sys.stderr)
+        raise typer.Exit(1) from None
+    return root, spec_text, found.name
+
+
+@app_app.command("save")
+def save(
+    file: Annotated[
+        str, typer.Option("--file", "-f", help="The spec's path in the repository.", metavar="PATH")
+    ] = SPEC_FILE,
+    as_json: JsonOption = False,
+) -> None:
+    """Store the committed spec (HEAD) on the instance without deploying: the first step of a
+    new app, so its secrets can be set before its first deploy."""
+    from deploymate.cli import api_client, config_file
+
+    _root, spec_text, name = _committed_spec(file)
+    stored = api_client.request(config_file.load(), "POST", "/api/apps", json={"spec": spec_text})
+    if as_json:
+        print_json(stored)
+        return
+    say(
+        f"app {name} stored; environments {', '.join(stored['environments'])}. Next: set its "
+        f"secrets (`deploymate secrets set {name} ENV NAME`), then `deploymate app deploy ENV`"
+    )
+
+
 @app_app.command("deploy")
 def deploy(
     environment: Annotated[
@@ -135,7 +173,7 @@ def deploy(
     from deploymate.cli.deployments import _finish
     from deploymate.core.errors import ValidationFailed
 
-    root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
+    root, spec_text, name = _committed_spec(file)
     commit = _git("rev-parse", "HEAD", cwd=root).strip()
     branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=root).strip()
     changed = [
@@ -151,16 +189,9 @@ def deploy(
             f"the working tree is not clean ({listed}); commit or stash, or pass --allow-dirty "
             "for a non-production environment (only what is committed ships)"
         )
-    spec_text = _git("show", f"HEAD:{file}", cwd=root)
     from deploymate.apps import spec as app_spec
 
-    try:
-        found = app_spec.load(spec_text, filename=file)
-    except app_spec.SpecInvalid as exc:
-        for problem in exc.problems:
-            print(problem.render(file), file=sys.stderr)
-        raise typer.Exit(1) from None
-    name = found.name
+    found = app_spec.load(spec_text, filename=file)
     migrations_path = (found.data.get("migrations") or {}).get("path")
     migrations = (
         sorted(

@@ -295,7 +295,8 @@ async def prepare(executor: Executor, plan: Plan, log: Log) -> Outcome:
     if not probe.ok:
         await _discard(executor, new.name, log, "unhealthy")
         return Outcome(False, probe.detail)
-    await log(f"healthy at its own address: {probe.detail}")
+    where = "" if plan.health.type == "running" else " at its own address"
+    await log(f"healthy{where}: {probe.detail}")
     problem = await _missing_env(executor, new.name, plan, log)
     if problem:
         await _discard(executor, new.name, log, "required env missing")

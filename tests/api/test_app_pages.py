@@ -510,3 +510,29 @@ def test_a_member_requests_a_ship_and_gets_no_production_rollback(admin: TestCli
     # Another's app, or none: not found, as on the page.
     res = _act(admin, "nope", "production", "ship")
     assert res.status_code == 404 and "Not found" in res.text
+
+
+def test_production_serving_stagings_release_offers_no_ship_until_staging_moves_on(
+    admin: TestClient,
+) -> None:
+    assert _post(admin, SPEC).status_code == 303
+    _app_release(admin, "shop", "staging", 1)
+    _app_release(admin, "shop", "production", 1)
+
+    async def shipped_from_staging(db: AsyncSession) -> None:
+        staging = (
+            await db.execute(select(AppRelease).where(AppRelease.environment == "staging"))
+        ).scalar_one()
+        production = (
+            await db.execute(select(AppRelease).where(AppRelease.environment == "production"))
+        ).scalar_one()
+        production.shipped_from = staging.id
+        await db.commit()
+
+    run_in_app(admin, shipped_from_staging)
+    card = _card(admin.get("/app/apps/shop").text, "environment", "env", "production")
+    assert _form(card, "ship-form") is None
+    assert "production serves what staging serves (release #1)" in _text(card)
+    _app_release(admin, "shop", "staging", 2)
+    card = _card(admin.get("/app/apps/shop").text, "environment", "env", "production")
+    assert _form(card, "ship-form") is not None and "up-to-date" not in card
