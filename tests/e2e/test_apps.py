@@ -188,6 +188,9 @@ def test_app_deploy_from_a_repository_ships_what_is_committed_and_refuses_a_dirt
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
 
+    # A new app's spec is stored first (its secrets could be set now), then deployed.
+    saved = _cli(["app", "save"], cfg, repo)
+    assert saved.returncode == 0 and "app shop stored" in saved.stdout, saved.stderr
     deployed = _cli(["app", "deploy", "staging"], cfg, repo)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert f"commit {commit[:12]} on main" in deployed.stdout
