@@ -95,6 +95,7 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         EdgeMiddleware,
         max_body=settings.max_request_bytes,
         max_upload=settings.max_upload_bytes,
+        max_source=settings.max_source_bytes,
         hsts=settings.secure_cookies,
     )
     for router in ROUTERS:

@@ -19,10 +19,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from deploymate.apps.models import AppRelease
+from sqlalchemy import select
+
+from deploymate.apps import builds
+from deploymate.apps.models import App, AppRelease, AppSecret
 from deploymate.apps.releases import APP_RELEASE, SKIP_DRIFT
 from deploymate.context import AppContext
 from deploymate.core.db import utcnow
+from deploymate.core.errors import DeployMateError
 from deploymate.deployments import engine, routing
 from deploymate.deployments.jobs import JobRouter, plan_for
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
@@ -239,6 +243,23 @@ async def _drift(
     return None
 
 
+async def _build(ctx: JobContext, app_release: AppRelease, log: engine.Log) -> None:
+    """The services built from the commit, before any server is touched."""
+    if not builds.wanted(app_release):
+        return
+    context: AppContext = ctx.context
+    async with ctx.sessions() as db:
+        app = await db.get(App, app_release.app_id)
+        assert app is not None
+        rows = await db.execute(
+            select(AppSecret).where(
+                AppSecret.app_id == app.id, AppSecret.environment == app_release.environment
+            )
+        )
+        secrets = {r.name: context.cipher.decrypt(r.value) for r in rows.scalars()}
+    await builds.build_all(context, app.name, app_release, secrets, log)
+
+
 async def _wave(
     ctx: JobContext,
     app_release: AppRelease,
@@ -311,6 +332,13 @@ async def deploy(ctx: JobContext) -> None:
         f"server(s), commit {(app_release.commit or 'unknown')[:12]}"
         + ("" if app_release.clean else " (dirty tree)")
     )
+    try:
+        await _build(ctx, app_release, log)
+    except DeployMateError as exc:
+        await _finish(ctx, app_release.id, parts, False, exc.detail, lines)
+        raise JobFailed(
+            f"app release {app_release.number}: nothing was deployed: {exc.detail}"
+        ) from None
     planned = waves(app_release, parts)
     moved: list[Part] = []
     for index, wave in enumerate(planned):

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.apps import service as apps
+from deploymate.apps import sources
 from deploymate.apps.models import App, AppRelease, AppSecret, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.audit import service as audit
@@ -29,7 +30,7 @@ from deploymate.deployments.jobs import plan_for
 from deploymate.deployments.models import Deployment, Release
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
-from deploymate.runtime import docker
+from deploymate.runtime import build, docker
 from deploymate.runtime.executor import Executor
 from deploymate.runtime.proxy import NETWORK
 from deploymate.servers import service as servers
@@ -67,13 +68,16 @@ def _health(service: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def settings_for(spec: dict[str, Any], environment: str, service: str) -> dict[str, Any]:
-    """A service's deployment settings in one environment (secrets apart)."""
+def settings_for(
+    spec: dict[str, Any], environment: str, service: str, commit: str | None = None
+) -> dict[str, Any]:
+    """A service's deployment settings in one environment (secrets apart); a service built
+    from the repository runs the image built at `commit`."""
     svc = spec["services"][service]
     env_spec = spec["environments"][environment]
     domains = (env_spec.get("domains") or {}).get(service, svc.get("domains") or [])
     return {
-        "image": svc["image"],
+        "image": svc.get("image") or build.tag_for(spec["app"], service, commit or "unknown"),
         "internal_port": int(svc.get("port", 0)),
         "external_port": None,
         "env": {**(spec.get("env") or {}), **(svc.get("env") or {}), **(env_spec.get("env") or {})},
@@ -234,10 +238,13 @@ async def deploy(
             "`deploymate app ship`, never a deploy",
             code="use_ship",
         )
-    if any("build" in svc for svc in spec["services"].values()):
-        raise ValidationFailed(
-            "services with build: need builds from a commit (coming); give an image for now",
-            field="spec",
+    built = [name for name, svc in spec["services"].items() if "build" in svc]
+    if built and not (commit and sources.has(context.settings, app.name, commit)):
+        raise Conflict(
+            f"{', '.join(built)} {'is' if len(built) == 1 else 'are'} built from the commit, "
+            "whose source is not on the control host; run `deploymate app deploy` in the "
+            "repository (it sends the commit's archive first)",
+            code="source_missing",
         )
     return await _stage(
         db,
@@ -307,7 +314,7 @@ async def _stage(
     parts: dict[str, Any] = {}
     locks: dict[int, str] = {}
     for service in spec["services"]:
-        settings = settings_for(spec, environment, service)
+        settings = settings_for(spec, environment, service, commit)
         for server in targets:
             dep = await _deployment(
                 db, context.cipher, caller, app, environment, service, server, settings, sealed
@@ -322,6 +329,7 @@ async def _stage(
             parts.setdefault(service, {})[server.name] = {
                 "deployment_id": dep.id,
                 "release_id": release.id,
+                **({"pinned": True} if (pinned or {}).get(service) else {}),
             }
             locks[dep.id] = dep.name
     app_release = AppRelease(

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from deploymate.apps import releases, service
+from deploymate.apps import releases, service, sources
 from deploymate.apps.models import App, AppRelease, ShipRequest
 from deploymate.apps.spec import environment_kind
-from deploymate.core.errors import DeployMateError
+from deploymate.core import scopes
+from deploymate.core.errors import DeployMateError, NotFound
 from deploymate.deployments.schemas import CommandLine
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
 from deploymate.runtime import docker
@@ -82,6 +83,39 @@ async def save(body: SpecIn, response: Response, db: DbDep, me: CallerDep) -> Ap
 @router.get("/{name}")
 async def get(name: AppName, db: DbDep, me: CallerDep) -> AppOut:
     return _out(await service.get(db, caller=me, name=name))
+
+
+Commit = Annotated[str, Path(pattern=r"^[0-9a-f]{40}$", description="a full commit id")]
+
+
+@router.get("/{name}/sources/{commit}", status_code=status.HTTP_204_NO_CONTENT)
+async def has_source(
+    name: AppName, commit: Commit, db: DbDep, me: CallerDep, context: ContextDep
+) -> None:
+    """204 when the control host holds the commit's archive (the CLI then sends nothing)."""
+    app = await service.get(db, caller=me, name=name)
+    if not sources.has(context.settings, app.name, commit):
+        raise NotFound(f"the source of commit {commit[:12]} is not on the control host")
+
+
+@router.put("/{name}/sources/{commit}", status_code=status.HTTP_201_CREATED)
+async def put_source(
+    name: AppName,
+    commit: Commit,
+    request: Request,
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+) -> dict[str, Any]:
+    """The commit's `git archive --format=tar.gz` (Content-Type: application/gzip), the
+    input of the builds of services with `build:`; stored once per commit."""
+    app = await service.get(db, caller=me, name=name)
+    scopes.require_any_deploy(me.scopes, "send an app's source")
+    settings = context.settings
+    size = await sources.store(
+        settings, app.name, commit, request.stream(), settings.max_source_bytes
+    )
+    return {"commit": commit, "bytes": size}
 
 
 @router.get("/{name}/secrets")

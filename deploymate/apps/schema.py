@@ -114,6 +114,8 @@ BUILD = {
         "dockerfile": {"type": "string", "maxLength": 1024},
         "target": {"type": "string", "maxLength": 128},
         "args": {**ENV_MAP},
+        # Names under secrets: handed to the build as BuildKit secrets, never as build args.
+        "secrets": {"type": "array", "items": ENV_NAME, "uniqueItems": True, "maxItems": 20},
     },
 }
 SERVICE = {

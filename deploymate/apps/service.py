@@ -62,8 +62,7 @@ async def save(
 
     With commit=False the caller commits (a deploy stores the spec with its release, or not
     at all when the deploy is refused)."""
-    if caller.scopes is not None and not any(s.startswith("deploy:") for s in caller.scopes):
-        scopes.require(caller.scopes, "deploy:<kind>", "change an app's spec")
+    scopes.require_any_deploy(caller.scopes, "change an app's spec")
     try:
         found = app_spec.load(text, servers=await _server_names(db, caller))
     except app_spec.SpecInvalid as exc:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import io
 import json
+import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,6 +270,36 @@ def _schema_problems(data: dict[str, Any], tree: Any) -> list[Problem]:
 # --- rules beyond the schema -----------------------------------------------------------------
 
 
+def inside(path: str) -> bool:
+    """A relative path that stays inside the repository once normalised."""
+    normal = posixpath.normpath(path)
+    return not path.startswith("/") and normal != ".." and not normal.startswith("../")
+
+
+def _build_guards(
+    at: Callable[..., None], svc_name: str, build: dict[str, Any] | None, secrets: set[str]
+) -> None:
+    if not build:
+        return
+    where = ["services", svc_name, "build"]
+    for key in ("context", "dockerfile"):
+        if key in build and not inside(str(build[key])):
+            at(
+                [*where, key],
+                "must stay inside the repository: a relative path without ../ above its root",
+            )
+    for name in sorted(set(build.get("args") or {}) & secrets):
+        at(
+            [*where, "args", name],
+            f"{name} is a secret: build args stay in the image's history; list it under "
+            "build.secrets (a BuildKit secret) instead",
+            key=True,
+        )
+    for index, name in enumerate(build.get("secrets") or []):
+        if name not in secrets:
+            at([*where, "secrets", index], f"{name} is not listed under the app's secrets:")
+
+
 def _guards(data: dict[str, Any], tree: Any, servers: set[str] | None) -> list[Problem]:
     problems: list[Problem] = []
 
@@ -285,6 +317,7 @@ def _guards(data: dict[str, Any], tree: Any, servers: set[str] | None) -> list[P
             key=True,
         )
     for svc_name, svc in services.items():
+        _build_guards(at, svc_name, svc.get("build"), secrets)
         for name in sorted(secrets & set(svc.get("env") or {})):
             at(
                 ["services", svc_name, "env", name],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -122,6 +122,40 @@ def _committed_spec(file: str) -> tuple[Path, str, str]:
     return root, spec_text, found.name
 
 
+def _send_source(config: Any, root: Path, name: str, commit: str, spec_text: str) -> None:
+    """The commit's archive to the control host, where its services are built (once per
+    commit: nothing is sent when it is there already). A new app is stored first."""
+    import subprocess
+
+    from deploymate.cli import api_client
+    from deploymate.core.errors import NotFound
+
+    try:
+        api_client.request(config, "GET", f"/api/apps/{name}")
+    except NotFound:
+        api_client.request(config, "POST", "/api/apps", json={"spec": spec_text})
+    try:
+        api_client.request(config, "GET", f"/api/apps/{name}/sources/{commit}")
+        return
+    except NotFound:
+        pass
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar.gz", commit],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout
+    say(f"sending the source of commit {commit[:12]} ({len(archive) / 1024:.0f} KiB, git archive)")
+    api_client.request(
+        config,
+        "PUT",
+        f"/api/apps/{name}/sources/{commit}",
+        content=archive,
+        headers={"Content-Type": "application/gzip"},
+        timeout=None,
+    )
+
+
 @app_app.command("save")
 def save(
     file: Annotated[
@@ -201,6 +235,8 @@ def deploy(
         else []
     )
     config = config_file.load()
+    if any("build" in svc for svc in found.data["services"].values()):
+        _send_source(config, root, name, commit, spec_text)
     accepted = api_client.request(
         config,
         "POST",

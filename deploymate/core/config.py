@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     # Backup bundles uploaded for a restore dry-run may be larger than ordinary requests.
     max_upload_bytes: int = Field(default=20 * 1_048_576, ge=1024)
+    # The source archive of a commit an app deploy builds from (`git archive`, gzip).
+    max_source_bytes: int = Field(default=200 * 1_048_576, ge=1024)
     notification_webhook: str | None = None
     # Outgoing webhooks to loopback or private addresses are refused unless this is on;
     # link-local and cloud-metadata addresses (169.254.0.0/16) are refused always.

@@ -24,7 +24,7 @@ SCOPES: tuple[str, ...] = get_args(Scope)
 
 # The API writes a scoped token may reach at all; the use cases then check the scope itself.
 _SCOPED_WRITES = re.compile(
-    r"^/api/(apps(/[^/]+/(deploy|ship|rollback|run|secrets/[^/]+/[^/]+))?"
+    r"^/api/(apps(/[^/]+/(deploy|ship|rollback|run|secrets/[^/]+/[^/]+|sources/[0-9a-f]+))?"
     r"|approvals/\d+/(approve|reject)|auth/logout)$"
 )
 
@@ -59,6 +59,12 @@ def require(scopes: tuple[str, ...] | None, needed: str, what: str) -> None:
     """Use-case gate: raise unless the token (if any) holds `needed`."""
     if scopes is not None and needed not in scopes:
         raise _refuse(scopes, needed, what)
+
+
+def require_any_deploy(scopes: tuple[str, ...] | None, what: str) -> None:
+    """For what serves every environment kind (an app's spec, a commit's source)."""
+    if scopes is not None and not any(s.startswith("deploy:") for s in scopes):
+        raise _refuse(scopes, "deploy:<kind>", what)
 
 
 def for_environment(kind: str) -> str:

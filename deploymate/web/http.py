@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,6 +41,8 @@ HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 # Paths that take uploads: multipart as well as JSON, and the larger upload size limit.
 MULTIPART_PATHS = ("/api/admin/restore/",)
 UPLOAD_PATHS = ("/api/admin/restore/", "/app/backup")
+# A commit's source archive for app builds: gzip, and its own (larger) size limit.
+SOURCE_PATH = re.compile(r"^/api/apps/[^/]+/sources/[^/]+$")
 
 
 def is_api(request: Request) -> bool:
@@ -122,10 +125,18 @@ def install_error_handlers(app: FastAPI) -> None:
 class EdgeMiddleware:
     """Security headers on every response; body size and content-type limits on requests."""
 
-    def __init__(self, app: ASGIApp, max_body: int, max_upload: int, hsts: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int,
+        max_upload: int,
+        hsts: bool = False,
+        max_source: int | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload
+        self.max_source = max_source or max_upload
         self.headers = [*SECURITY_HEADERS, *([HSTS] if hsts else [])]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,6 +185,8 @@ class EdgeMiddleware:
     def _limit(self, scope: Scope) -> int:
         """Uploads (backup bundles, to upload paths) may be larger than ordinary requests."""
         path: str = scope["path"]
+        if SOURCE_PATH.match(path):
+            return self.max_source
         return self.max_upload if path.startswith(UPLOAD_PATHS) else self.max_body
 
     @staticmethod
@@ -192,6 +205,8 @@ class EdgeMiddleware:
             allowed = {"application/json"}
             if path.startswith(MULTIPART_PATHS):
                 allowed.add("multipart/form-data")
+            if SOURCE_PATH.match(path):
+                allowed = {"application/gzip"}
             if ctype not in allowed:
                 return error_response(
                     415,

@@ -125,3 +125,38 @@ def test_secrets_are_stored_sealed_per_environment_and_never_returned(admin: Tes
 
     values = run_in_app(admin, stored)
     assert len(values) == 1 and SECRET not in values[0] and values[0].startswith("gAAAA")
+
+
+def _targz(files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_commits_source_is_stored_once_as_a_checked_gzip_tar(admin: TestClient) -> None:
+    assert admin.post("/api/apps", json={"spec": BASE}).status_code == 201
+    commit = "ab" * 20
+    url = f"/api/apps/shop/sources/{commit}"
+    assert admin.get(url).status_code == 404
+    gz = {"Content-Type": "application/gzip"}
+    made = admin.put(url, content=_targz({"web/Dockerfile": b"FROM scratch\n"}), headers=gz)
+    assert made.status_code == 201 and made.json()["bytes"] > 0, made.text
+    assert admin.get(url).status_code == 204
+    # Refused, each with a clear error, nothing stored.
+    other = "cd" * 20
+    for body, headers, status, words in (
+        (b"not a tarball", gz, 422, "not a gzip tar archive"),
+        (_targz({"a": b"x"}), {"Content-Type": "application/json"}, 415, "application/gzip"),
+    ):
+        res = admin.put(f"/api/apps/shop/sources/{other}", content=body, headers=headers)
+        assert res.status_code == status and words in res.text, res.text
+    assert admin.put("/api/apps/shop/sources/HEAD", content=b"x", headers=gz).status_code == 422
+    assert admin.get(f"/api/apps/shop/sources/{other}").status_code == 404
+    assert admin.put(f"/api/apps/nope/sources/{other}", content=b"x", headers=gz).status_code == 404

@@ -273,6 +273,22 @@ BAD: list[tuple[str, str | None, str, list[str]]] = [
         ],
     ),
     (
+        "build context above the repository",
+        "    image: registry.example.com/shop:1.4\n    port: 8000",
+        "    build: {context: ../other}\n    port: 8000",
+        [
+            "deploymate.yaml:4:22: services.web.build.context: must stay inside the repository: a relative path without ../ above its root"
+        ],
+    ),
+    (
+        "secret given as a build arg",
+        "    image: registry.example.com/shop:1.4\n    port: 8000",
+        "    build: {context: ., args: {DATABASE_URL: x}}\n    port: 8000",
+        [
+            "deploymate.yaml:4:32: services.web.build.args.DATABASE_URL: DATABASE_URL is a secret: build args stay in the image's history; list it under build.secrets (a BuildKit secret) instead"
+        ],
+    ),
+    (
         "drain negative",
         "    port: 8000",
         "    port: 8000\n    drain: -1",
