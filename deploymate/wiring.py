@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from deploymate.apps import jobs as app_jobs
+from deploymate.apps import previews as app_previews
 from deploymate.context import AppContext
 from deploymate.deployments import jobs as deployment_jobs
 from deploymate.jobs.models import Job
@@ -20,6 +22,8 @@ from deploymate.notifications import outbox
 from deploymate.notifications.service import EVENTS
 from deploymate.notifications.subscriber import NotifyOnEvent
 from deploymate.runtime.ssh import SSHPool
+
+log = logging.getLogger("deploymate.worker")
 
 
 def subscribe(context: AppContext) -> None:
@@ -33,6 +37,19 @@ async def _close_idle_connections(pool: SSHPool, every: float = 30.0) -> None:
     while True:
         await asyncio.sleep(every)
         pool.close_idle()
+
+
+async def _reap_previews(context: AppContext) -> None:
+    """Previews past their expiry are removed with their volumes."""
+    while True:
+        await asyncio.sleep(context.settings.preview_reap_seconds)
+        try:
+            gone = await app_previews.reap(context)
+        except Exception:
+            log.exception("removing expired previews failed; retrying")
+            continue
+        for environment in gone:
+            log.info("preview %s expired; removing it with its volumes", environment)
 
 
 async def reconcile(context: AppContext, job: Job) -> None:
@@ -63,6 +80,7 @@ async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worke
     background = [
         asyncio.create_task(_close_idle_connections(context.pool), name="ssh-reaper"),
         asyncio.create_task(context.bus.run(context.sessions), name="event-bus"),
+        asyncio.create_task(_reap_previews(context), name="preview-reaper"),
     ]
     await worker.start()
     try:

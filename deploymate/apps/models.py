@@ -33,7 +33,7 @@ class AppSecret(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
-    environment: Mapped[str] = mapped_column(String(40))
+    environment: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(128))
     value: Mapped[str] = mapped_column(Text)  # Fernet token
     updated_by: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -48,7 +48,7 @@ class AppRelease(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
-    environment: Mapped[str] = mapped_column(String(40))
+    environment: Mapped[str] = mapped_column(String(64))
     number: Mapped[int]
     commit: Mapped[str | None] = mapped_column(String(64), default=None)
     branch: Mapped[str | None] = mapped_column(String(255), default=None)
@@ -76,7 +76,7 @@ class ShipRequest(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
-    environment: Mapped[str] = mapped_column(String(40))
+    environment: Mapped[str] = mapped_column(String(64))
     source_release_id: Mapped[int]
     requested_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
@@ -88,3 +88,23 @@ class ShipRequest(Base):
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     app_release_id: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AppPreview(Base):
+    """A branch's preview environment (`preview-<slug>`): made by its first deploy, kept alive
+    by each one, removed with its volumes when it expires or is destroyed."""
+
+    __tablename__ = "app_previews"
+    __table_args__ = (UniqueConstraint("app_id", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    branch: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(40))
+    environment: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | removed
+    created_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -21,10 +22,11 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deploymate.apps import releases, service
+from deploymate.apps import previews, releases, service
 from deploymate.apps.models import App, AppRelease, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.core.caller import Caller
+from deploymate.core.db import utcnow
 from deploymate.core.errors import DeployMateError, NotFound, ValidationFailed
 from deploymate.deps import CallerDep, ContextDep, DbDep
 from deploymate.web import flash
@@ -262,6 +264,15 @@ async def save(request: Request, me: CallerDep, db: DbDep) -> Response:
     return flash.redirect(f"{PAGE}/{app.name}", f"App {app.name} {said}.")
 
 
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} days"
+
+
 async def _release_states(db: AsyncSession, app: App) -> dict[str, dict[str, Any]]:
     """Per environment: whether a release is running there, and the numbers of the releases
     that served (succeeded), newest first."""
@@ -330,6 +341,23 @@ async def _app_page(
             if e["kind"] == "staging"
         ],
         "services": _services(app.spec),
+        "previews": [
+            {
+                "branch": p.branch,
+                "environment": p.environment,
+                "hosts": [
+                    h
+                    for hs in previews.environment_for(app.spec, p)["domains"].values()
+                    for h in hs
+                ],
+                "release": (latest.get(p.environment) or {}).get("number"),
+                "status": (latest.get(p.environment) or {}).get("status"),
+                "created_at": p.created_at,
+                "expires_at": p.expires_at,
+                "age": _age(utcnow() - p.created_at),
+            }
+            for p in await previews.list_for(db, app=app)
+        ],
         "lines": numbered(app.spec_text),
         "error": None,
         "acted": None,

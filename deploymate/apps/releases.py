@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from deploymate.apps import previews, sources
 from deploymate.apps import service as apps
-from deploymate.apps import sources
 from deploymate.apps.models import App, AppRelease, AppSecret, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.audit import service as audit
@@ -225,6 +225,16 @@ async def deploy(
     elif app.name != name:
         raise ValidationFailed(f"the spec is for the app {app.name}, not {name}", field="spec")
     spec = app.spec
+    if environment == previews.SECRETS_OF and environment not in spec["environments"]:
+        scopes.require(caller.scopes, "deploy:preview", "deploy a preview")
+        if not branch:
+            raise ValidationFailed(
+                "a preview is per branch: run `deploymate app deploy preview` on the branch "
+                '(API: "branch")',
+                field="branch",
+            )
+        preview = await previews.ensure(db, app=app, branch=branch, caller=caller)
+        spec, environment = previews.with_environment(spec, preview), preview.environment
     if environment not in spec["environments"]:
         known = ", ".join(sorted(spec["environments"]))
         raise ValidationFailed(
@@ -283,11 +293,18 @@ async def _stage(
     """Records for one app release (a release per service per server, the app release, the job
     under every lock of the environment); `pinned`: service -> image ID to run (a ship)."""
     env_spec = spec["environments"][environment]
-    values = await _secrets(db, context.cipher, app, environment)
+    if environment.startswith(previews.PREFIX) and environment not in app.spec["environments"]:
+        # A preview gets only the secrets the spec names for previews, never another's.
+        named = set((spec.get("preview") or {}).get("secrets") or [])
+        stored = await _secrets(db, context.cipher, app, previews.SECRETS_OF)
+        values = {k: v for k, v in stored.items() if k in named}
+    else:
+        values = await _secrets(db, context.cipher, app, environment)
+    given = set(env_spec.get("env") or {})
     missing = [
         n
         for n in spec.get("required_env") or []
-        if n in (spec.get("secrets") or []) and n not in values
+        if n in (spec.get("secrets") or []) and n not in values and n not in given
     ]
     if missing:
         raise ValidationFailed(

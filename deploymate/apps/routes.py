@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from deploymate.apps import releases, service, sources
-from deploymate.apps.models import App, AppRelease, ShipRequest
+from deploymate.apps import previews, releases, service, sources
+from deploymate.apps.models import App, AppPreview, AppRelease, ShipRequest
 from deploymate.apps.spec import environment_kind
 from deploymate.core import scopes
 from deploymate.core.errors import DeployMateError, NotFound
@@ -219,7 +219,51 @@ async def deploy(
         skip_drift=body.skip_drift,
         migration_files=body.migrations,
     )
-    return {"job_id": job.id, "release": app_release.number, "id": app_release.id}
+    return {
+        "job_id": job.id,
+        "release": app_release.number,
+        "id": app_release.id,
+        "environment": app_release.environment,
+    }
+
+
+def _preview_out(p: AppPreview, spec: dict[str, Any]) -> dict[str, Any]:
+    domains = previews.hosts(spec, p) if p.status == "active" else {}
+    return {
+        "branch": p.branch,
+        "slug": p.slug,
+        "environment": p.environment,
+        "status": p.status,
+        "domains": domains,
+        "created_by": p.created_by,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "expires_at": p.expires_at,
+    }
+
+
+@router.get("/{name}/previews")
+async def list_previews(name: AppName, db: DbDep, me: CallerDep) -> list[dict[str, Any]]:
+    """The app's live previews, one per branch, with their domains and expiry."""
+    app = await service.get(db, caller=me, name=name)
+    return [_preview_out(p, app.spec) for p in await previews.list_for(db, app=app)]
+
+
+@router.delete("/{name}/previews")
+async def destroy_preview(
+    name: AppName,
+    branch: Annotated[str, Query(min_length=1, max_length=300)],
+    db: DbDep,
+    me: CallerDep,
+    context: ContextDep,
+) -> dict[str, Any]:
+    """Remove the branch's preview: its containers, routes and volumes (delete jobs)."""
+    app = await service.get(db, caller=me, name=name)
+    scopes.require(me.scopes, "deploy:preview", "destroy a preview")
+    gone = await previews.destroy(
+        db, context=context, caller=me, app=app, branch=branch, why="destroyed"
+    )
+    return _preview_out(gone, app.spec)
 
 
 @router.get("/{name}/releases")

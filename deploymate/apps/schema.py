@@ -233,7 +233,12 @@ APP_SPEC: dict[str, Any] = {
                 "domain": HOST_NAME,
                 "env": ENV_MAP,
                 "secrets": {"type": "array", "items": ENV_NAME, "uniqueItems": True},
-                "ttl_hours": {"type": "number", "minimum": 1, "maximum": 24 * 90},
+                "ttl_hours": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 24 * 90,
+                    "x-expected": "a number of hours from 1 to 2160 (90 days)",
+                },
                 "servers": ENVIRONMENT["properties"]["servers"],  # type: ignore[index]
             },
         },

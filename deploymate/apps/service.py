@@ -100,12 +100,18 @@ async def set_secret(
 ) -> bool:
     """Store one secret of one environment; True when it replaced a value."""
     app = await get(db, caller=caller, name=name)
-    if environment not in app.spec["environments"]:
+    # Previews share the values stored under "preview" (only the names preview.secrets lists).
+    previewing = environment == "preview" and "preview" in app.spec
+    if environment not in app.spec["environments"] and not previewing:
         known = ", ".join(sorted(app.spec["environments"]))
         raise ValidationFailed(
             f"{app.name} has no environment {environment} ({known})", field="environment"
         )
-    kind = app_spec.environment_kind(environment, app.spec["environments"][environment])
+    kind = (
+        "preview"
+        if previewing
+        else app_spec.environment_kind(environment, app.spec["environments"][environment])
+    )
     scopes.require(caller.scopes, scopes.for_environment(kind), f"set secrets of {environment}")
     if kind == "production" and not caller.is_admin:
         raise PermissionDenied(

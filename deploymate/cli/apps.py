@@ -59,6 +59,52 @@ def schema() -> None:
     print(json.dumps(APP_SPEC, indent=2))
 
 
+previews_app = typer.Typer(help="Preview environments, one per branch.", no_args_is_help=True)
+app_app.add_typer(previews_app, name="previews")
+
+
+@previews_app.command("list")
+def previews_list(
+    app: Annotated[
+        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The app's previews: branch, environment, domains, age and expiry."""
+    from deploymate.cli import api_client, config_file
+
+    name = app or _committed_app_name()
+    rows = api_client.request(config_file.load(), "GET", f"/api/apps/{name}/previews")
+    if as_json:
+        print_json(rows)
+        return
+    for p in rows:
+        hosts = ", ".join(h for hosts in p["domains"].values() for h in hosts) or "no domain"
+        say(
+            f"{p['environment']}  {p['branch']}  {hosts}  since {p['created_at'][:16]}Z, "
+            f"expires {p['expires_at'][:16]}Z"
+        )
+    if not rows:
+        say(f"{name} has no preview; `deploymate app deploy preview` on a branch makes one")
+
+
+@previews_app.command("destroy")
+def previews_destroy(
+    branch: Annotated[str, typer.Argument(help="The preview's branch.", metavar="BRANCH")],
+    app: Annotated[
+        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
+    ] = None,
+) -> None:
+    """Remove the branch's preview now: its containers, routes and volumes (its data)."""
+    from deploymate.cli import api_client, config_file
+
+    name = app or _committed_app_name()
+    gone = api_client.request(
+        config_file.load(), "DELETE", f"/api/apps/{name}/previews", params={"branch": branch}
+    )
+    say(f"preview {gone['environment']} of {branch} is being removed, with its volumes")
+
+
 secrets_app = typer.Typer(help="Secrets of an app's environments.", no_args_is_help=True)
 
 
@@ -251,11 +297,21 @@ def deploy(
             "migrations": migrations,
         },
     )
+    target = accepted.get("environment", environment)
     say(
-        f"deploying {name} release {accepted['release']} to {environment}: commit "
+        f"deploying {name} release {accepted['release']} to {target}: commit "
         f"{commit[:12]} on {branch}" + (" (dirty)" if changed else "")
     )
     _finish(config, accepted["job_id"], f"app release {accepted['release']} of {name}")
+    if target != environment:  # a preview: where it answers, and until when
+        for p in api_client.request(config, "GET", f"/api/apps/{name}/previews"):
+            if p["environment"] == target:
+                hosts = [h for hosts in p["domains"].values() for h in hosts]
+                say(
+                    f"preview {target} of {branch}: "
+                    + (", ".join(f"http://{h}" for h in hosts) or "no domain (preview.domain)")
+                    + f"; expires {p['expires_at'][:16]}Z unless deployed again"
+                )
 
 
 @app_app.command("ship")

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Jobs (deploys, stops, ...) one process runs at once; they mostly wait on SSH and Docker.
     worker_concurrency: int = Field(default=16, ge=1, le=512)
+    # How often the worker looks for previews past their expiry (seconds).
+    preview_reap_seconds: float = Field(default=60.0, ge=0.1, le=3600)
     # The proxy in front of deployments with domains; any image with a `caddy` binary works.
     proxy_image: str = Field(default="caddy:2", min_length=1, max_length=512)
     # Host directories (comma-separated absolute paths) under which admins may bind-mount;

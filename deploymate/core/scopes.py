@@ -24,7 +24,7 @@ SCOPES: tuple[str, ...] = get_args(Scope)
 
 # The API writes a scoped token may reach at all; the use cases then check the scope itself.
 _SCOPED_WRITES = re.compile(
-    r"^/api/(apps(/[^/]+/(deploy|ship|rollback|run|secrets/[^/]+/[^/]+|sources/[0-9a-f]+))?"
+    r"^/api/(apps(/[^/]+/(deploy|ship|rollback|run|secrets/[^/]+/[^/]+|sources/[0-9a-f]+|previews))?"
     r"|approvals/\d+/(approve|reject)|auth/logout)$"
 )
 

@@ -50,7 +50,7 @@ class Deployment(Base):
     smoke_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # A service of an app environment on one server (None: a deployment of its own).
     app_id: Mapped[int | None] = mapped_column(default=None, index=True)
-    app_environment: Mapped[str | None] = mapped_column(String(40), default=None)
+    app_environment: Mapped[str | None] = mapped_column(String(64), default=None)
     app_service: Mapped[str | None] = mapped_column(String(40), default=None)
     status: Mapped[str] = mapped_column(String(16), default="deploying")
     status_message: Mapped[str | None] = mapped_column(Text, default=None)

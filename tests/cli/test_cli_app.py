@@ -77,6 +77,11 @@ def test_a_secret_is_read_from_stdin_never_from_an_argument(
         assert SECRET not in stored.stdout + stored.stderr
         names = http.get("/api/apps/shop/secrets").json()
         assert names["production"] == ["DATABASE_URL"]
+    # Previews: none yet, and a branch without one says so.
+    none = run(["app", "previews", "list", "--app", "shop"], env)
+    assert none.returncode == 0 and "shop has no preview" in none.stdout, none.stderr
+    missing = run(["app", "previews", "destroy", "feature/x", "--app", "shop"], env)
+    assert missing.returncode != 0 and "no preview of the branch feature/x" in missing.stderr
     # A name the spec does not list is refused with what to do; there is no --value option.
     other = run(["secrets", "set", "shop", "production", "API_KEY"], env, input_text="x\n")
     assert other.returncode == 2 and "add it under secrets:" in other.stderr

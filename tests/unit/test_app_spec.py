@@ -289,6 +289,22 @@ BAD: list[tuple[str, str | None, str, list[str]]] = [
         ],
     ),
     (
+        "preview ttl of 0",
+        "    rollout: canary\n",
+        "    rollout: canary\npreview: {ttl_hours: 0}\n",
+        [
+            "deploymate.yaml:20:22: preview.ttl_hours: expected a number of hours from 1 to 2160 (90 days), got 0"
+        ],
+    ),
+    (
+        "preview ttl over 90 days",
+        "    rollout: canary\n",
+        "    rollout: canary\npreview: {ttl_hours: 2161}\n",
+        [
+            "deploymate.yaml:20:22: preview.ttl_hours: expected a number of hours from 1 to 2160 (90 days), got 2161"
+        ],
+    ),
+    (
         "drain negative",
         "    port: 8000",
         "    port: 8000\n    drain: -1",
