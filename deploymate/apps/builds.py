@@ -32,7 +32,7 @@ def wanted(app_release: AppRelease) -> dict[str, dict[str, Any]]:
     pinned = {
         service
         for service, per_server in app_release.parts.items()
-        if any(p.get("pinned") for p in per_server.values())
+        if any(p.get("pinned") or p.get("unchanged") for p in per_server.values())
     }
     return {s: svc["build"] for s, svc in services.items() if "build" in svc and s not in pinned}
 

@@ -73,6 +73,8 @@ async def _load(ctx: JobContext) -> tuple[AppRelease, list[Part]]:
         parts = []
         for service, per_server in app_release.parts.items():
             for _server_name, ids in per_server.items():
+                if ids.get("unchanged"):
+                    continue  # a changed-surface release leaves it as it serves
                 dep = await db.get(Deployment, ids["deployment_id"])
                 assert dep is not None and dep.server_id is not None
                 server = await db.get(Server, dep.server_id)
@@ -332,6 +334,11 @@ async def deploy(ctx: JobContext) -> None:
         f"server(s), commit {(app_release.commit or 'unknown')[:12]}"
         + ("" if app_release.clean else " (dirty tree)")
     )
+    for service, why in (app_release.surface or {}).items():
+        await log(f"[{service}] changed: {why}")
+    kept = [s for s in app_release.parts if s not in (app_release.surface or app_release.parts)]
+    if kept:
+        await log(f"unchanged, kept as they serve: {', '.join(kept)}")
     try:
         await _build(ctx, app_release, log)
     except DeployMateError as exc:
@@ -444,6 +451,8 @@ async def reconcile(context: AppContext, job: Job) -> None:
         removed: list[str] = []
         for per_server in app_release.parts.values():
             for ids in per_server.values():
+                if ids.get("unchanged"):
+                    continue  # never touched by the job: it serves as it did
                 dep = await db.get(Deployment, ids["deployment_id"])
                 rel = await db.get(Release, ids["release_id"])
                 if dep is None or rel is None or dep.server_id is None:

@@ -61,6 +61,8 @@ class AppRelease(Base):
     # `applied` command did not name (shown, never run).
     migration_files: Mapped[list[str]] = mapped_column(JSON, default=list)
     pending_migrations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A changed-surface deploy: service -> why it moved (the others kept their releases).
+    surface: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     job_id: Mapped[int | None] = mapped_column(default=None)

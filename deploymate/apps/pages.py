@@ -205,6 +205,7 @@ def _release(r: AppRelease) -> dict[str, Any]:
         "by": r.created_by,
         "at": r.created_at,
         "pending": list(r.pending_migrations or []),
+        "surface": r.surface,
         "detail": r.detail,
     }
 

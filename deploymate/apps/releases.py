@@ -216,7 +216,10 @@ async def deploy(
     clean: bool,
     skip_drift: bool = False,
     migration_files: list[str] | None = None,
+    surface: dict[str, str] | None = None,
 ) -> tuple[AppRelease, Job]:
+    """A release of the committed state to a non-production environment; with `surface`
+    (service -> why it changed), only those services move and the others keep what serves."""
     app = (
         (await apps.save(db, caller=caller, text=spec_text, commit=False))[0] if spec_text else None
     )
@@ -269,7 +272,42 @@ async def deploy(
         action="app.deploy",
         skip_drift=skip_drift,
         migration_files=migration_files,
+        surface=surface,
     )
+
+
+async def _kept(
+    db: AsyncSession, app: App, environment: str, service: str, targets: list[Server]
+) -> dict[str, Any] | None:
+    """An unchanged service's part of the release: what serves it on every server (None when
+    a server has nothing serving it, so it has to move after all)."""
+    kept: dict[str, Any] = {}
+    for server in targets:
+        dep = (
+            await db.execute(
+                select(Deployment).where(
+                    Deployment.app_id == app.id,
+                    Deployment.app_environment == environment,
+                    Deployment.app_service == service,
+                    Deployment.server_id == server.id,
+                    Deployment.status != "deleted",
+                )
+            )
+        ).scalar_one_or_none()
+        current = (
+            await db.get(Release, dep.current_release_id)
+            if dep and dep.current_release_id
+            else None
+        )
+        if dep is None or current is None or not current.image_id:
+            return None
+        kept[server.name] = {
+            "deployment_id": dep.id,
+            "release_id": current.id,
+            "image_id": current.image_id,
+            "unchanged": True,
+        }
+    return kept
 
 
 async def _stage(
@@ -289,6 +327,7 @@ async def _stage(
     skip_drift: bool = False,
     migration_files: list[str] | None = None,
     pending_migrations: list[str] | None = None,
+    surface: dict[str, str] | None = None,
 ) -> tuple[AppRelease, Job]:
     """Records for one app release (a release per service per server, the app release, the job
     under every lock of the environment); `pinned`: service -> image ID to run (a ship)."""
@@ -330,7 +369,23 @@ async def _stage(
     )
     parts: dict[str, Any] = {}
     locks: dict[int, str] = {}
+    if surface is not None:
+        unknown = sorted(set(surface) - set(spec["services"]))
+        if unknown:
+            raise ValidationFailed(f"no service named {', '.join(unknown)}", field="services")
+        surface = dict(surface)
+        for service in spec["services"]:
+            if service not in surface:
+                kept = await _kept(db, app, environment, service, targets)
+                if kept is None:
+                    surface[service] = f"nothing of it serves in {environment} yet"
+                else:
+                    parts[service] = kept
+        if not set(surface):
+            raise ValidationFailed("nothing changed: no service to deploy", field="services")
     for service in spec["services"]:
+        if service in parts:
+            continue  # unchanged: it keeps the release that serves
         settings = settings_for(spec, environment, service, commit)
         for server in targets:
             dep = await _deployment(
@@ -359,6 +414,7 @@ async def _stage(
         shipped_from=shipped_from,
         migration_files=list(migration_files or []),
         pending_migrations=list(pending_migrations or []),
+        surface=surface,
         spec=spec,
         parts=parts,
         status="pending",

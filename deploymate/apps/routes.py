@@ -160,6 +160,18 @@ class DeployIn(BaseModel):
     migrations: Annotated[
         list[Annotated[str, Field(max_length=1024)]], Field(max_length=10_000)
     ] = Field(default_factory=list)  # the files under migrations.path at the commit
+    # A changed-surface deploy: only these services move (service -> why); the others keep
+    # the release that serves them.
+    surface: (
+        Annotated[
+            dict[
+                Annotated[str, Field(max_length=40, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")],
+                Annotated[str, Field(max_length=500)],
+            ],
+            Field(min_length=1, max_length=100),
+        ]
+        | None
+    ) = None
 
 
 class AppReleaseOut(BaseModel):
@@ -175,6 +187,7 @@ class AppReleaseOut(BaseModel):
     parts: dict[str, Any]
     migration_files: list[str]
     pending_migrations: list[str]
+    surface: dict[str, str] | None = None  # a changed-surface deploy: what moved and why
     created_by: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -194,6 +207,7 @@ def _release_out(r: AppRelease) -> AppReleaseOut:
         parts=r.parts,
         migration_files=r.migration_files,
         pending_migrations=r.pending_migrations,
+        surface=r.surface,
         created_by=r.created_by,
         created_at=r.created_at,
         finished_at=r.finished_at,
@@ -218,6 +232,7 @@ async def deploy(
         clean=body.clean,
         skip_drift=body.skip_drift,
         migration_files=body.migrations,
+        surface=body.surface,
     )
     return {
         "job_id": job.id,

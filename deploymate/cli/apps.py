@@ -168,7 +168,42 @@ def _committed_spec(file: str) -> tuple[Path, str, str]:
     return root, spec_text, found.name
 
 
-def _send_source(config: Any, root: Path, name: str, commit: str, spec_text: str) -> None:
+def _surface(
+    root: Path, spec: dict[str, Any], since: str, commit: str, *, quiet: bool
+) -> dict[str, str]:
+    """The services the files changed since `since` touch, said with the reason for each."""
+    from deploymate.apps import surface
+    from deploymate.core.errors import ValidationFailed
+
+    ref = f"{since}^{{commit}}"
+    if since.startswith("-") or not _git_ok(root, "rev-parse", "--verify", "--quiet", ref):
+        raise ValidationFailed(
+            f"no commit {since!r} in this repository (try a branch, a tag or a commit id "
+            "that `git log` shows)",
+            field="changed_since",
+        )
+    files = _git("diff", "--name-only", ref, commit, cwd=root).split()
+    found = surface.compute(spec, files)
+    if not quiet:
+        say(f"{len(files)} file(s) changed since {since}")
+        for name in spec["services"]:
+            say(f"  {name}: " + (f"deploy ({found[name]})" if name in found else "unchanged"))
+        if not found:
+            say("nothing to deploy: no change touches a service's paths or a shared path")
+    return found
+
+
+def _git_ok(root: Path, *args: str) -> bool:
+    import subprocess
+
+    return (
+        subprocess.run(["git", *args], cwd=root, capture_output=True, check=False).returncode == 0
+    )
+
+
+def _send_source(
+    config: Any, root: Path, name: str, commit: str, spec_text: str, *, quiet: bool = False
+) -> None:
     """The commit's archive to the control host, where its services are built (once per
     commit: nothing is sent when it is there already). A new app is stored first."""
     import subprocess
@@ -191,7 +226,8 @@ def _send_source(config: Any, root: Path, name: str, commit: str, spec_text: str
         capture_output=True,
         check=True,
     ).stdout
-    say(f"sending the source of commit {commit[:12]} ({len(archive) / 1024:.0f} KiB, git archive)")
+    if not quiet:
+        say(f"sending the source of commit {commit[:12]} ({len(archive) // 1024} KiB, git archive)")
     api_client.request(
         config,
         "PUT",
@@ -246,11 +282,21 @@ def deploy(
             "--skip-drift", help="Do not run the drift check (audited; never for a ship)."
         ),
     ] = False,
+    changed_since: Annotated[
+        str | None,
+        typer.Option(
+            "--changed-since",
+            help="Deploy only the services whose paths changed since this commit (shared "
+            "paths: all); the others keep what serves.",
+            metavar="REF",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Deploy what is committed (HEAD) to ENV: the spec as committed, every service on every
     server of the environment, together. Production is reached by shipping, not deploying."""
     from deploymate.cli import api_client, config_file
-    from deploymate.cli.deployments import _finish
+    from deploymate.cli.deployments import FAILED, _finish, follow_job
     from deploymate.core.errors import ValidationFailed
 
     root, spec_text, name = _committed_spec(file)
@@ -280,9 +326,16 @@ def deploy(
         if migrations_path
         else []
     )
+    surface = None
+    if changed_since is not None:
+        surface = _surface(root, found.data, changed_since, commit, quiet=as_json)
+        if not surface:
+            if as_json:
+                print_json({"deployed": False, "surface": {}, "changed_since": changed_since})
+            return
     config = config_file.load()
     if any("build" in svc for svc in found.data["services"].values()):
-        _send_source(config, root, name, commit, spec_text)
+        _send_source(config, root, name, commit, spec_text, quiet=as_json)
     accepted = api_client.request(
         config,
         "POST",
@@ -295,9 +348,31 @@ def deploy(
             "clean": not changed,
             "skip_drift": skip_drift,
             "migrations": migrations,
+            "surface": surface,
         },
     )
     target = accepted.get("environment", environment)
+    if as_json:  # for CI: one object, exit 0 deployed, 1 failed (2: refused before, above)
+        status, error, elapsed = follow_job(config, accepted["job_id"], quiet=True)
+        print_json(
+            {
+                "deployed": status == "succeeded",
+                "status": status,
+                "error": error,
+                "app": name,
+                "environment": target,
+                "release": accepted["release"],
+                "job_id": accepted["job_id"],
+                "commit": commit,
+                "branch": branch,
+                "clean": not changed,
+                "surface": surface,
+                "seconds": round(elapsed, 1),
+            }
+        )
+        if status != "succeeded":
+            raise typer.Exit(FAILED)
+        return
     say(
         f"deploying {name} release {accepted['release']} to {target}: commit "
         f"{commit[:12]} on {branch}" + (" (dirty)" if changed else "")

@@ -121,9 +121,11 @@ def _at(value: Any) -> datetime | None:
         return None
 
 
-def follow_job(config: config_file.CliConfig, job_id: int) -> tuple[str, str | None, float]:
-    """Print a job's steps as they happen, each with the seconds since the job was queued;
-    returns its final status, its error and how long it took."""
+def follow_job(
+    config: config_file.CliConfig, job_id: int, *, quiet: bool = False
+) -> tuple[str, str | None, float]:
+    """Print a job's steps as they happen (unless quiet: --json output), each with the seconds
+    since the job was queued; returns its final status, its error and how long it took."""
     first: datetime | None = None
     elapsed = 0.0
     for name, data in _sse(config, f"/api/jobs/{job_id}/events"):
@@ -132,7 +134,8 @@ def follow_job(config: config_file.CliConfig, job_id: int) -> tuple[str, str | N
             first = first or at
             elapsed = (at - first).total_seconds() if at and first else elapsed
             style = "red" if data.get("level") == "error" else None
-            out.print(f"{elapsed:7.1f}s  {data['message']}", style=style, markup=False)
+            if not quiet:
+                out.print(f"{elapsed:7.1f}s  {data['message']}", style=style, markup=False)
         elif name == "end":
             return str(data["status"]), data.get("error"), elapsed
     return "unknown", None, elapsed

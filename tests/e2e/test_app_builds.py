@@ -117,3 +117,100 @@ def test_a_build_takes_the_commit_never_the_working_tree_and_happens_once(
     assert escaping.returncode == 1, escaping.stdout + escaping.stderr
     assert "leaves the repository" in escaping.stdout + escaping.stderr
     assert via_proxy(lab_host, "web.built.test") == "b1"
+
+
+TWO = """app: duo
+services:
+  web:
+    build: {context: web}
+    port: 80
+    health: {path: /version, interval: 0.2, retries: 25}
+    domains: [web.duo.test]
+    tls: off
+    drain: 0
+    paths: [web/]
+  worker:
+    build: {context: worker}
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    drain: 0
+    paths: [worker/]
+shared_paths: [lib/]
+environments:
+  staging:
+    servers: [edge2]
+"""
+
+
+def test_changed_surface_deploys_only_the_services_a_change_touches(
+    tmp_path: Path, running_server: RunningServer, lab_host: LabHost
+) -> None:
+    import json
+
+    cfg = tmp_path / "cli.json"
+    login = ["login", "--url", running_server.url, "--username", "admin", "--password"]
+    assert _cli([*login, running_server.admin_password], cfg, tmp_path).returncode == 0
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        ).json()["csrf_token"]
+        res = http.post(
+            "/api/servers", json=key_server(lab_host, "edge2"), headers={"X-CSRF-Token": csrf}
+        )
+        assert res.status_code == 201, res.text
+    repo = tmp_path / "duo"
+    for part in ("web", "worker", "lib"):
+        (repo / part).mkdir(parents=True)
+        (repo / part / "version").write_text(f"{part}-1")
+        if part != "lib":
+            (repo / part / "Dockerfile").write_text(
+                "FROM dm-test/web:v1\nCOPY version /www/version\n"
+            )
+    (repo / "deploymate.yaml").write_text(TWO)
+    _git(repo, "init", "-q", "-b", "main")
+    first = _commit(repo, "one")
+    assert _cli(["app", "deploy", "staging"], cfg, repo).returncode == 0
+
+    def deploy_since(ref: str) -> tuple[int, dict[str, object]]:
+        done = _cli(["app", "deploy", "staging", "--changed-since", ref, "--json"], cfg, repo)
+        assert done.stdout, done.stderr
+        return done.returncode, json.loads(done.stdout)
+
+    def serving() -> dict[str, str]:
+        with httpx.Client(base_url=running_server.url) as http:
+            http.post(
+                "/api/auth/login",
+                json={"username": "admin", "password": running_server.admin_password},
+            )
+            release = http.get("/api/apps/duo/releases").json()[0]
+        return {s: p["edge2"]["image_id"] for s, p in release["parts"].items()}
+
+    before = serving()
+    (repo / "worker" / "version").write_text("worker-2")
+    second = _commit(repo, "worker only")
+    code, out = deploy_since(first)
+    assert code == 0 and out["deployed"] is True, out
+    assert out["surface"] == {"worker": "worker/version matches worker/"}
+    after = serving()
+    assert after["web"] == before["web"] and after["worker"] != before["worker"]
+    names = lab_host.docker("ps", "--format", "{{.Names}}").stdout.split()
+    assert "dm-duo-staging-web-r1" in names and "dm-duo-staging-worker-r2" in names
+    with httpx.Client(base_url=running_server.url) as http:
+        http.post(
+            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
+        )
+        page = http.get("/app/apps/duo").text
+    assert "changed: worker/version matches worker/" in page and ">unchanged</span>" in page
+
+    (repo / "lib" / "version").write_text("lib-2")
+    third = _commit(repo, "shared")
+    code, out = deploy_since(second)
+    assert code == 0 and set(out["surface"]) == {"web", "worker"}, out  # type: ignore[arg-type]
+    assert "shared path: lib/version matches lib/" in str(out["surface"])
+
+    (repo / "README.md").write_text("docs only")
+    _commit(repo, "readme")
+    quiet = _cli(["app", "deploy", "staging", "--changed-since", third], cfg, repo)
+    assert quiet.returncode == 0 and "nothing to deploy" in quiet.stdout, quiet.stderr
+    assert "web: unchanged" in quiet.stdout and "worker: unchanged" in quiet.stdout
+    unknown = _cli(["app", "deploy", "staging", "--changed-since", "no-such-ref"], cfg, repo)
+    assert unknown.returncode == 2 and "no commit 'no-such-ref'" in unknown.stderr
