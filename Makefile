@@ -29,6 +29,7 @@ bench:  ## (root) redeploy vs bare docker swap, zero-downtime load, app fan-out 
 	$(VENV)/bin/python -m benchmarks.api_latency
 	$(VENV)/bin/python -m benchmarks.zero_downtime
 	$(VENV)/bin/python -m benchmarks.app_fanout
+	$(VENV)/bin/python -m benchmarks.shipping
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

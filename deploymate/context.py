@@ -18,6 +18,7 @@ from deploymate.core.config import Settings
 from deploymate.core.crypto import Cipher, cipher_from_settings
 from deploymate.core.events import EventBus
 from deploymate.runtime.executor import LocalExecutor
+from deploymate.runtime.shipping import LocalRegistry, Shipper
 from deploymate.runtime.ssh import SSHPool
 
 
@@ -35,10 +36,27 @@ class AppContext:
     # Small facts about targets that do not change while a process runs (e.g. a volume's path).
     memo: dict[str, str] = field(default_factory=dict)
     _wakers: list[Callable[[], None]] = field(default_factory=list)
+    _registry: LocalRegistry | None = None
 
     def control_docker(self) -> LocalExecutor | None:
         """The control host's Docker as an image source, when its CLI is installed."""
         return self.local if shutil.which("docker") else None
+
+    def shipper(self) -> Shipper | None:
+        """Images to targets through the control host's registry (started on first use);
+        None when shipping is set to stream, or docker-registry or docker is missing."""
+        control = self.control_docker()
+        if self.settings.image_shipping != "registry" or control is None:
+            return None
+        if not LocalRegistry.available():
+            return None
+        if self._registry is None:
+            self._registry = LocalRegistry(self.settings.data_dir / "registry")
+        return Shipper(self._registry, control)
+
+    def stop_registry(self) -> None:
+        if self._registry is not None:
+            self._registry.stop()
 
     def on_wake(self, callback: Callable[[], None]) -> None:
         self._wakers.append(callback)

@@ -94,4 +94,5 @@ async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worke
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await context.pool.close_all()
+        context.stop_registry()
         await context.engine.dispose()

@@ -110,7 +110,12 @@ async def _image(ctx: JobContext, part: Part, log: engine.Log, known: dict[Any, 
         key = (rel.image, rel.image_id)  # pinned: a ship runs staging's exact image
     if key not in known:
         known[key] = await images.ensure(
-            part.executor, key[0], pinned_id=key[1], control=context.control_docker(), log=log
+            part.executor,
+            key[0],
+            pinned_id=key[1],
+            control=context.control_docker(),
+            log=log,
+            shipper=context.shipper(),
         )
     info = known[key]
     async with ctx.sessions() as db:

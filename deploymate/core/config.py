@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Jobs (deploys, stops, ...) one process runs at once; they mostly wait on SSH and Docker.
     worker_concurrency: int = Field(default=16, ge=1, le=512)
+    # How built and local images reach servers: through the control host's registry (only the
+    # layers a server lacks; needs docker-registry), or whole (docker save | docker load).
+    image_shipping: Literal["registry", "stream"] = "registry"
     # How often the worker looks for previews past their expiry (seconds).
     preview_reap_seconds: float = Field(default=60.0, ge=0.1, le=3600)
     # The proxy in front of deployments with domains; any image with a `caddy` binary works.

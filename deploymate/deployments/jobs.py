@@ -165,7 +165,15 @@ async def deploy(ctx: JobContext) -> None:
         # The image and the proxy are independent: both are made sure of at once (a running
         # proxy costs one inspect; its network then exists for the new container).
         info, _ = await asyncio.gather(
-            images.ensure(executor, ref, pinned_id=pinned, control=control, log=step, auth=auth),
+            images.ensure(
+                executor,
+                ref,
+                pinned_id=pinned,
+                control=control,
+                log=step,
+                auth=auth,
+                shipper=context.shipper() if control is not None else None,
+            ),
             routing.ensure(context, server, executor, step) if routed else _nothing(),
         )
         async with ctx.sessions() as db:

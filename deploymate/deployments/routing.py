@@ -115,7 +115,12 @@ async def ensure(
             return current  # running after all: a proxy that serves is never replaced unasked
         image = context.settings.proxy_image
         await images.ensure(
-            executor, image, pinned_id=None, control=context.control_docker(), log=log
+            executor,
+            image,
+            pinned_id=None,
+            control=context.control_docker(),
+            log=log,
+            shipper=context.shipper(),
         )
         config = await _render(context, server_id)
         # Everything is prepared beside the running proxy; ports 80 and 443 are free only

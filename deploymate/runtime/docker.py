@@ -116,6 +116,15 @@ def tag(source: str, target: str) -> Command:
     return Command.of("docker", "tag", source, target, timeout=30)
 
 
+def push(ref: str) -> Command:
+    return Command.of("docker", "push", "--", ref, timeout=900)
+
+
+def untag(ref: str) -> Command:
+    """Remove one tag (the image stays while another tag or a container holds it)."""
+    return Command.of("docker", "image", "rm", "--no-prune", "--", ref, timeout=60, check=False)
+
+
 def inspect(name: str) -> Command:
     return Command.of(
         "docker",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from deploymate.runtime import docker
 from deploymate.runtime.errors import CommandFailed, RuntimeFailure
 from deploymate.runtime.executor import Command, Executor, LocalExecutor
+from deploymate.runtime.shipping import ReverseTunnels, Shipper
 
 Log = Callable[[str], Awaitable[None]]
 CHUNK = 256 * 1024
@@ -45,6 +46,25 @@ async def _stream(target: Executor, ref: str, log: Log) -> None:
     await log(f"streaming {ref} from the control host (docker save | docker load)")
     result = await target.run(docker.load(), source=_local_save(ref))
     await log(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "image loaded")
+
+
+async def _transfer(
+    target: Executor, image_id: str, ref: str, log: Log, shipper: Shipper | None
+) -> None:
+    """The control host's image to the target: through the registry (only the layers the
+    target lacks) where it can, else the whole image by docker save | docker load."""
+    if shipper is not None:
+        try:
+            moved = await shipper.ship(target, image_id, ref, log)
+        except RuntimeFailure as exc:
+            await log(f"the registry route failed ({exc.detail}); falling back")
+            moved = None
+        if moved is not None:
+            await log(f"shipped {ref}: {moved} bytes moved through the SSH connection")
+            return
+    elif isinstance(target, ReverseTunnels):
+        await log("no registry on the control host (install docker-registry): the whole image")
+    await _stream(target, ref, log)
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,7 @@ async def ensure(
     control: LocalExecutor | None,
     log: Log,
     auth: RegistryAuth | None = None,
+    shipper: Shipper | None = None,
 ) -> docker.ImageInfo:
     """Make sure the target has the image and return it, by pinned ID when one is given.
 
@@ -185,7 +206,7 @@ async def ensure(
     if pinned_id:
         found = await inspect(target, pinned_id)
         if found is None and control is not None and await inspect(control, pinned_id):
-            await _stream(target, pinned_id, log)
+            await _transfer(target, pinned_id, pinned_id, log, shipper)
             found = await inspect(target, pinned_id)
         if found is None:
             where = (
@@ -213,7 +234,7 @@ async def ensure(
         return tagged
     found = await inspect(target, local.id)
     if found is None:
-        await _stream(target, ref, log)
+        await _transfer(target, local.id, ref, log, shipper)
         found = await inspect(target, local.id)
         if found is None:
             raise RuntimeFailure(f"image {ref} did not arrive on the target", step="image")

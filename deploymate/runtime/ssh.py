@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,6 +288,56 @@ class SSHExecutor:
             return await conn.open_connection(host, port, encoding=None)
         except (asyncssh.Error, OSError) as exc:
             raise ConnectionRefusedError(f"{host}:{port} via {self.target.host}: {exc}") from None
+
+    @contextlib.asynccontextmanager
+    async def reverse_tunnel(
+        self, local_host: str, local_port: int
+    ) -> AsyncIterator[tuple[int, list[int]]]:
+        """Listen on the server's loopback (a port it picks) and carry each connection back to
+        local_host:local_port here; yields (that port, [bytes sent to the server so far]).
+        Closed when the block ends."""
+        conn = await self.pool.connection(self.target)
+        sent = [0]
+
+        async def carry(reader: Any, writer: Any) -> None:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(local_host, local_port)
+            except OSError:
+                writer.close()
+                return
+
+            async def down() -> None:  # the registry's answers, to the server
+                while chunk := await up_reader.read(65536):
+                    sent[0] += len(chunk)
+                    writer.write(chunk)
+                    await writer.drain()
+                writer.write_eof()
+
+            async def up() -> None:
+                while chunk := await reader.read(65536):
+                    up_writer.write(chunk)
+                    await up_writer.drain()
+                up_writer.write_eof()
+
+            with contextlib.suppress(OSError, asyncssh.Error):
+                await asyncio.gather(down(), up())
+            up_writer.close()
+            writer.close()
+
+        try:
+            listener = await conn.start_server(
+                lambda _host, _port: carry, "127.0.0.1", 0, encoding=None
+            )
+        except (asyncssh.Error, OSError) as exc:
+            raise RuntimeFailure(
+                f"{self.target.host} refused a reverse tunnel (AllowTcpForwarding?): {exc}",
+                step="tunnel",
+            ) from None
+        try:
+            yield listener.get_port(), sent
+        finally:
+            listener.close()
+            await listener.wait_closed()
 
     async def open_unix_connection(self, path: str) -> tuple[Any, Any]:
         """A direct-streamlocal channel: the server's sshd connects to the socket for us."""

@@ -431,4 +431,4 @@ def test_a_member_cannot_copy_an_image_of_the_control_host(
     assert created.status_code == 201, created.text
     job = wait_job(e2e_client, created.json()["job_id"])
     assert job["status"] == "succeeded", job_text(job)
-    assert "streaming dm-test/web:v1 from the control host" in job_text(job)
+    assert "dm-test/web:v1 from the control host" in job_text(job)

@@ -228,3 +228,41 @@ def copy_images(
 def copy_image(tag: str, to_docker_host: str, from_docker_host: str | None = None) -> str:
     """One image onto another daemon; returns its ID."""
     return copy_images([tag], to_docker_host, from_docker_host)[tag]
+
+
+# Images for shipping measurements: a base of dm-test/web:v1 plus a large layer, then the
+# same layers under a new config (a label), then the top layer changed.
+SHIP_BASE, SHIP_RELABELED, SHIP_TOP_CHANGED = (
+    "dm-test/ship:base",
+    "dm-test/ship:relabeled",
+    "dm-test/ship:top-changed",
+)
+
+
+def build_shipping_images(big_mib: int = 8, top_kib: int = 512) -> dict[str, str]:
+    """Build the three on the control host (offline: FROM a local image); tag -> image ID."""
+    import random
+    import tempfile
+
+    build_images(None, tags=[WEB_V1])
+    rng = random.Random(20261202)  # the same bytes every run: the build cache reuses layers
+    with tempfile.TemporaryDirectory(prefix="dm-ship-") as tmp:
+        root = Path(tmp)
+        (root / "big.bin").write_bytes(rng.randbytes(big_mib * 1024 * 1024))
+        (root / "top1.bin").write_bytes(rng.randbytes(top_kib * 1024))
+        (root / "top2.bin").write_bytes(rng.randbytes(top_kib * 1024))
+        files = {
+            SHIP_BASE: f"FROM {WEB_V1}\nCOPY big.bin /big.bin\nCOPY top1.bin /top.bin\n",
+            SHIP_RELABELED: f"FROM {SHIP_BASE}\nLABEL dm.test=relabeled\n",
+            SHIP_TOP_CHANGED: f"FROM {WEB_V1}\nCOPY big.bin /big.bin\nCOPY top2.bin /top.bin\n",
+        }
+        ids = {}
+        for tag, text in files.items():
+            (root / "Dockerfile").write_text(text)
+            subprocess.run(
+                ["docker", "build", "-q", "-t", tag, str(root)], check=True, capture_output=True
+            )
+            found = image_id(tag)
+            assert found is not None
+            ids[tag] = found
+    return ids
