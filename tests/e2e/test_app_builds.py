@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.e2e.conftest import key_server
 from tests.support.apps import via_proxy
+from tests.support.deploy import job_text, wait_job
 from tests.support.lab import LabHost
 from tests.support.server import RunningServer
 
@@ -214,3 +216,63 @@ def test_changed_surface_deploys_only_the_services_a_change_touches(
     assert "web: unchanged" in quiet.stdout and "worker: unchanged" in quiet.stdout
     unknown = _cli(["app", "deploy", "staging", "--changed-since", "no-such-ref"], cfg, repo)
     assert unknown.returncode == 2 and "no commit 'no-such-ref'" in unknown.stderr
+
+
+def test_build_secrets_without_buildkit_are_refused_saying_so_and_never_shown(
+    e2e_client: TestClient, lab_host: LabHost
+) -> None:
+    import io
+    import tarfile
+
+    client = e2e_client
+    assert client.post("/api/servers", json=key_server(lab_host, "edge3")).status_code == 201
+    spec = (
+        SPEC.replace("build: {context: web%s}", "build: {context: web, secrets: [NPM_TOKEN]}")
+        .replace("app: built", "app: sealed")
+        .replace("web.built.test", "web.sealed.test")
+        .replace("[edge]", "[edge3]")
+        + "secrets: [NPM_TOKEN]\n"
+    )
+    assert client.post("/api/apps", json={"spec": spec}).status_code == 201, spec
+    token = "npm_Secret-Token-4242"
+    put = client.put("/api/apps/sealed/secrets/staging/NPM_TOKEN", json={"value": token})
+    assert put.status_code == 204, put.text
+    commit = "e" * 40
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name, data in (
+            (
+                "web/Dockerfile",
+                b"FROM dm-test/web:v1\nRUN --mount=type=secret,id=NPM_TOKEN wc -c "
+                b"/run/secrets/NPM_TOKEN > /www/tokenlen\n",
+            ),
+            ("web/version", b"s1"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    sent = client.put(
+        f"/api/apps/sealed/sources/{commit}",
+        content=archive.getvalue(),
+        headers={"Content-Type": "application/gzip"},
+    )
+    assert sent.status_code == 201, sent.text
+    res = client.post("/api/apps/sealed/deploy", json={"environment": "staging", "commit": commit})
+    assert res.status_code == 202, res.text
+    job = wait_job(client, res.json()["job_id"])
+    assert token not in job_text(job) + (job["error"] or "")
+    buildx = subprocess.run(["docker", "buildx", "version"], capture_output=True, check=False)
+    if buildx.returncode == 0:  # BuildKit here: the secret reached the build, not the image
+        assert job["status"] == "succeeded", job_text(job)
+        history = subprocess.run(
+            ["docker", "history", "--no-trunc", f"sealed-web:{commit}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert token not in history
+        return
+    assert job["status"] == "failed"
+    assert "build secrets need BuildKit (docker buildx)" in job["error"]
+    assert "nothing was deployed" in job["error"]
+    assert "dm-sealed-staging-web-r1" not in lab_host.docker("ps", "-a").stdout
