@@ -162,6 +162,27 @@ def all_deployments(config: config_file.CliConfig) -> Iterator[dict[str, Any]]:
         offset += PAGE
 
 
+def _smoke_instance(url: str, as_json: bool) -> None:
+    import os
+
+    from deploymate.audits import instance
+
+    checks = instance.run(
+        url,
+        os.environ.get("DEPLOYMATE_SMOKE_USERNAME"),
+        os.environ.get("DEPLOYMATE_SMOKE_PASSWORD"),
+    )
+    failed = [c.name for c in checks if not c.ok]
+    if as_json:
+        print_json({"url": url, "ok": not failed, "checks": [c.__dict__ for c in checks]})
+    else:
+        for c in checks:
+            say(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail} ({c.seconds:.2f}s)")
+        say(f"{url}: " + (f"failed: {', '.join(failed)}" if failed else "every check passed"))
+    if failed:
+        raise typer.Exit(FAILED)
+
+
 # --- read commands --------------------------------------------------------------------------
 
 
@@ -630,8 +651,28 @@ def exec_command(
     raise typer.Exit(FAILED)
 
 
-def smoke(name: Name, as_json: JsonOption = False) -> None:
-    """Run NAME's smoke checks now against its serving release; exit 1 if one fails."""
+def smoke(
+    name: Annotated[
+        str | None, typer.Argument(help="A deployment (or --url).", metavar="NAME")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Check a live DeployMate instance instead: health, sign-in "
+            "(DEPLOYMATE_SMOKE_USERNAME, DEPLOYMATE_SMOKE_PASSWORD), console pages, API lists.",
+            metavar="URL",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run NAME's smoke checks now against its serving release, or check the instance at
+    --url; exit 1 if a check fails."""
+    if url is not None:
+        _smoke_instance(url, as_json)
+        return
+    if name is None:
+        raise ValidationFailed("give a deployment's NAME, or --url URL for an instance")
     config = config_file.load()
     dep = _find(config, name, None)
     if dep is None:

@@ -15,6 +15,7 @@ import typer
 from deploymate import __version__
 from deploymate.cli import api_client, config_file, control
 from deploymate.cli import apps as apps_cli
+from deploymate.cli import audits as audits_cli
 from deploymate.cli import backup as backup_cli
 from deploymate.cli import deployments as deployments_cli
 from deploymate.cli import proxy as proxy_cli
@@ -72,6 +73,7 @@ app.add_typer(servers_cli.credentials_app, name="credentials")
 app.add_typer(servers_cli.known_hosts_app, name="known-hosts")
 app.command("inventory")(servers_cli.inventory)
 app.add_typer(backup_cli.backup_app, name="backup")
+app.add_typer(audits_cli.audit_app, name="audit")
 # From anywhere, through the API with the token `login` stored.
 app.add_typer(servers_cli.servers_app, name="servers")
 app.add_typer(deployments_cli.deployments_app, name="deployments")
