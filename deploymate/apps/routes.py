@@ -15,7 +15,7 @@ from deploymate.apps.spec import environment_kind
 from deploymate.core import scopes
 from deploymate.core.errors import DeployMateError, NotFound
 from deploymate.deployments.schemas import CommandLine
-from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
+from deploymate.deps import AdminDep, CallerDep, ContextDep, DbDep, IdPath
 from deploymate.runtime import docker
 from deploymate.web import sse
 
@@ -364,7 +364,7 @@ async def list_requests(db: DbDep, me: CallerDep, all: bool = False) -> list[dic
 
 @approvals_router.post("/{request_id}/approve", status_code=status.HTTP_202_ACCEPTED)
 async def approve(
-    request_id: IdPath, db: DbDep, me: CallerDep, context: ContextDep
+    request_id: IdPath, db: DbDep, me: AdminDep, context: ContextDep
 ) -> dict[str, Any]:
     """Ship the release the request was for; refused when staging moved on since."""
     request, job = await releases.decide(
@@ -375,7 +375,7 @@ async def approve(
 
 @approvals_router.post("/{request_id}/reject")
 async def reject(
-    request_id: IdPath, body: DecisionIn, db: DbDep, me: CallerDep, context: ContextDep
+    request_id: IdPath, body: DecisionIn, db: DbDep, me: AdminDep, context: ContextDep
 ) -> dict[str, Any]:
     request, _ = await releases.decide(
         db, context=context, caller=me, request_id=request_id, approve=False, reason=body.reason
