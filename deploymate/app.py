@@ -32,7 +32,7 @@ from deploymate.registries import pages as registries_pages
 from deploymate.registries import routes as registries_routes
 from deploymate.servers import pages as servers_pages
 from deploymate.servers import routes as servers_routes
-from deploymate.web.http import EdgeMiddleware, install_error_handlers
+from deploymate.web.http import ERROR_RESPONSES, EdgeMiddleware, install_error_handlers
 from deploymate.web.render import STATIC_DIR, make_templates
 
 ROUTERS = (
@@ -99,6 +99,9 @@ def create_app(settings: Settings, *, prepared: bool = False) -> FastAPI:
         hsts=settings.secure_cookies,
     )
     for router in ROUTERS:
-        app.include_router(router)
+        api = any(
+            (router.prefix + getattr(r, "path", "")).startswith("/api/") for r in router.routes
+        )
+        app.include_router(router, responses=ERROR_RESPONSES if api else None)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

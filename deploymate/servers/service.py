@@ -358,10 +358,10 @@ async def scan_host_key(
     await check_address(settings, caller, host, port)
     try:
         keys = await scan_host_keys(host, port)
-    except RuntimeFailure:
-        if caller.is_admin:
-            raise
-        raise no_ssh_here(host, port) from None
+    except RuntimeFailure as exc:
+        # The address given is what failed: a field error (422), not the gateway's (502).
+        said = exc if caller.is_admin else no_ssh_here(host, port)
+        raise ValidationFailed(said.detail, field="host", code=said.code) from None
     await audit.record(
         db,
         caller=caller,

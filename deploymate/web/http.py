@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,6 +48,33 @@ SOURCE_PATH = re.compile(r"^/api/apps/[^/]+/sources/[^/]+$")
 
 def is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
+
+
+class ErrorOut(BaseModel):
+    """Every API error: what went wrong in words, a stable code, and per-field details."""
+
+    model_config = ConfigDict(extra="allow")
+    detail: str
+    code: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+_ERROR = {"model": ErrorOut}
+# The answers any API route may give besides its own: documented once for every route.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_ERROR, "description": "The request could not be read"},
+    401: {**_ERROR, "description": "Not signed in, or the API token is invalid or expired"},
+    403: {**_ERROR, "description": "Signed in but not allowed (role, token scope, CSRF)"},
+    404: {**_ERROR, "description": "No such object, or none the caller may see"},
+    409: {**_ERROR, "description": "The state does not allow it now"},
+    413: {**_ERROR, "description": "The body is over the size limit"},
+    415: {**_ERROR, "description": "The body's content type is not accepted"},
+    422: {**_ERROR, "description": "Input refused, with the field and what was expected"},
+    429: {**_ERROR, "description": "Too many attempts; retry after the Retry-After seconds"},
+    502: {**_ERROR, "description": "A target server could not be reached or failed"},
+    503: {**_ERROR, "description": "A part DeployMate depends on does not answer"},
+}
 
 
 def error_response(

@@ -134,7 +134,7 @@ def test_members_reach_private_addresses_only_when_allowed(admin: TestClient) ->
         assert "DEPLOYMATE_SSH_ALLOW_PRIVATE=true" in res.json()["detail"]
     # Admins manage the instance's own network and are not held to the policy.
     res = admin.post("/api/servers/scan-host-key", json={"host": "127.0.0.1", "port": port})
-    assert res.status_code == 502 and UNIFORM not in res.json()["detail"]
+    assert res.status_code == 422 and UNIFORM not in res.json()["detail"]
 
 
 def test_a_member_cannot_tell_closed_from_open_but_not_ssh(admin: TestClient, not_ssh: int) -> None:
@@ -147,7 +147,7 @@ def test_a_member_cannot_tell_closed_from_open_but_not_ssh(admin: TestClient, no
         res = api.post(
             "/api/servers/scan-host-key", headers=member, json={"host": "127.0.0.1", "port": port}
         )
-        assert res.status_code == 502, res.text
+        assert res.status_code == 422, res.text
         answers.append((res.json()["code"], res.json()["detail"].replace(str(port), "PORT")))
     assert answers[0] == answers[1] and UNIFORM in answers[0][1], answers
     tests = []

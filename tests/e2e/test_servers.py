@@ -127,7 +127,8 @@ def test_unreachable_host_fails_fast_naming_the_step(
     assert result["ok"] is False and result["failed_step"] == "reachability"
     assert "not reachable" in result["steps"][0]["detail"]
     scan = e2e_client.post("/api/servers/scan-host-key", json={"host": host.address, "port": 22})
-    assert scan.status_code == 502 and scan.json()["code"] == "unreachable"
+    assert scan.status_code == 422 and scan.json()["code"] == "unreachable"
+    assert scan.json()["field"] == "host"
     row = e2e_client.get(f"/api/servers/{server['id']}").json()
     assert row["last_check_ok"] is False and "not reachable" in row["last_check_message"]
 
@@ -427,7 +428,7 @@ def test_unroutable_address_times_out_quickly(e2e_client: TestClient, lab_host: 
     unused = ".".join([*parts[:3], str(int(parts[3]) + 1)])
     started = time.monotonic()
     res = e2e_client.post("/api/servers/scan-host-key", json={"host": unused, "port": 22})
-    assert res.status_code == 502 and time.monotonic() - started < 20
+    assert res.status_code == 422 and time.monotonic() - started < 20
     with socket.socket() as s:
         s.settimeout(0.5)
         assert s.connect_ex((unused, 22)) != 0
