@@ -1,12 +1,11 @@
 """Who may call what, read from the application's own routes: for every route, what an
 anonymous caller, a member, a member on another member's object and an admin get. Written to
-docs/authorization.md (`python -m deploymate.web.access_matrix > docs/authorization.md`) and
+docs/authorization.md (`python -m deploymate.authorization > docs/authorization.md`) and
 walked by tests/api/test_access_matrix.py, so a route without a rule fails the suite."""
 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +100,7 @@ def markdown(found: list[Rule]) -> str:
     lines = [
         "# Authorization matrix",
         "",
-        "Generated from the application's routes by `python -m deploymate.web.access_matrix`;",
+        "Generated from the application's routes by `python -m deploymate.authorization`;",
         "tests/api/test_access_matrix.py fails when this file differs from the routes, and walks",
         "every row with the four callers. *allowed*: anything but 401, 403 or a 5xx (the input",
         "decides the rest); *other*: a member on an object another member owns (invisible: 404);",
@@ -119,19 +118,3 @@ def markdown(found: list[Rule]) -> str:
             f"{e['member']} | {e['other']} | {e['admin']} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def main() -> None:
-    import tempfile
-    from pathlib import Path
-
-    from deploymate.app import create_app
-    from deploymate.core.config import Settings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), env="development")
-        sys.stdout.write(markdown(rules(create_app(settings))))
-
-
-if __name__ == "__main__":
-    main()

@@ -41,7 +41,7 @@ def test_the_document_is_what_the_routes_say(app_client: TestClient) -> None:
     fresh = markdown(rules(app_client.app))  # type: ignore[arg-type]
     assert DOC.read_text() == fresh, (
         "docs/authorization.md is stale: a route was added or changed its rule. Regenerate it "
-        "with `python -m deploymate.web.access_matrix > docs/authorization.md` and review it."
+        "with `python -m deploymate.authorization > docs/authorization.md` and review it."
     )
 
 
