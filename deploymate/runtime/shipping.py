@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -26,6 +29,7 @@ from deploymate.runtime.executor import Executor, LocalExecutor
 
 Log = Callable[[str], Awaitable[None]]
 REPOSITORY = "deploymate/ship"
+PR_SET_PDEATHSIG = 1
 
 
 @runtime_checkable
@@ -37,6 +41,24 @@ class ReverseTunnels(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[tuple[int, list[int]]]:
         """(the port on the target's loopback, [bytes sent to the target so far])."""
         ...
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _stop_stale(pid_file: Path) -> None:
+    """A registry a killed DeployMate left behind (same data directory): stopped."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"docker-registry" in cmdline and str(pid_file.parent).encode() in cmdline:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 class LocalRegistry:
@@ -66,11 +88,32 @@ class LocalRegistry:
         async with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 return self.address
-            await asyncio.to_thread(self._start)
+            self._start()
+            deadline = time.monotonic() + 15
+            while not await asyncio.to_thread(self._answers):
+                assert self._proc is not None
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    log = self.directory / "registry.log"
+                    tail = log.read_text(errors="replace")[-300:]
+                    self.stop()
+                    raise RuntimeFailure(f"the control host's registry did not start: {tail}")
+                await asyncio.sleep(0.05)
             return self.address
 
+    def _answers(self) -> bool:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", self.port or 0), timeout=0.5),
+        ):
+            return True
+        return False
+
     def _start(self) -> None:
+        """Started from the event loop's thread, so the registry dies with this process even
+        when it is killed (PR_SET_PDEATHSIG); one left by a process that died before this
+        existed is stopped first (its pid file)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _stop_stale(self.directory / "registry.pid")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -82,23 +125,14 @@ class LocalRegistry:
             f"http: {{addr: '127.0.0.1:{self.port}'}}\n"
             "log: {level: warn}\n"
         )
-        log = (self.directory / "registry.log").open("ab")
-        self._proc = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        deadline = time.monotonic() + 15
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-            ):
-                return
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.directory / "registry.log").read_text(errors="replace")[-300:]
-                self.stop()
-                raise RuntimeFailure(f"the control host's registry did not start: {tail}")
-            time.sleep(0.05)
+        with (self.directory / "registry.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                ["docker-registry", "serve", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        (self.directory / "registry.pid").write_text(str(self._proc.pid))
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
