@@ -28,7 +28,7 @@ from deploymate.context import AppContext
 from deploymate.core.db import utcnow
 from deploymate.core.errors import DeployMateError
 from deploymate.deployments import engine, routing
-from deploymate.deployments.jobs import JobRouter, plan_for
+from deploymate.deployments.jobs import JobRouter, plan_for, routed_upstream
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
 from deploymate.deployments.service import restore
 from deploymate.jobs.models import Job
@@ -485,11 +485,7 @@ async def reconcile(context: AppContext, job: Job) -> None:
                     if current is not None:
                         restore(dep, current.config)
                         dep.status = "running"
-                        dep.routed_to = (
-                            f"{current.container_name}:{current.config['internal_port']}"
-                            if current.config.get("domains")
-                            else None
-                        )
+                        dep.routed_to = routed_upstream(current)
                     else:
                         dep.status, dep.routed_to = "failed", None
                         dep.status_message = "the first app release was interrupted"

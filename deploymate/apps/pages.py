@@ -304,13 +304,13 @@ async def _app_page(
         latest.setdefault(r.environment, _release(r))
     states = await _release_states(db, app)
     environments = _environments(app.spec, have)
+    sources = [x["name"] for x in environments if x["kind"] == "staging"]
     for e in environments:
         state = states.get(e["name"]) or {"running": False, "served": []}
         production = e["kind"] == "production"
         e["running"] = state["running"]
         e["can_ship"] = production
         # Production already serves what its only staging serves: nothing to ship yet.
-        sources = [x["name"] for x in environments if x["kind"] == "staging"]
         mine, theirs = latest.get(e["name"]) or {}, latest.get(sources[0]) if sources else None
         e["up_to_date"] = (
             production

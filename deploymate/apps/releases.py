@@ -116,6 +116,22 @@ async def _servers(db: AsyncSession, caller: Caller, names: list[str]) -> list[S
     return found
 
 
+async def _deployment_of(
+    db: AsyncSession, app: App, environment: str, service: str, server: Server
+) -> Deployment | None:
+    """The live deployment that runs this service of this app environment on this server."""
+    found = await db.execute(
+        select(Deployment).where(
+            Deployment.app_id == app.id,
+            Deployment.app_environment == environment,
+            Deployment.app_service == service,
+            Deployment.server_id == server.id,
+            Deployment.status != "deleted",
+        )
+    )
+    return found.scalar_one_or_none()
+
+
 async def _deployment(
     db: AsyncSession,
     cipher: Cipher,
@@ -129,17 +145,7 @@ async def _deployment(
 ) -> Deployment:
     """The deployment that runs this service of this environment on this server, made to
     match the spec (a new record the first time)."""
-    found = (
-        await db.execute(
-            select(Deployment).where(
-                Deployment.app_id == app.id,
-                Deployment.app_environment == environment,
-                Deployment.app_service == service,
-                Deployment.server_id == server.id,
-                Deployment.status != "deleted",
-            )
-        )
-    ).scalar_one_or_none()
+    found = await _deployment_of(db, app, environment, service, server)
     if found is None:
         name = deployment_name(app.name, environment, service)
         clash = await db.execute(
@@ -238,13 +244,7 @@ async def deploy(
             )
         preview = await previews.ensure(db, app=app, branch=branch, caller=caller)
         spec, environment = previews.with_environment(spec, preview), preview.environment
-    if environment not in spec["environments"]:
-        known = ", ".join(sorted(spec["environments"]))
-        raise ValidationFailed(
-            f"{app.name} has no environment {environment} ({known})", field="environment"
-        )
-    kind = environment_kind(environment, spec["environments"][environment])
-    scopes.require(caller.scopes, scopes.for_environment(kind), f"deploy to {environment}")
+    kind = apps.environment_of(app.name, spec, environment, caller, "deploy to")
     if kind == "production":
         raise Conflict(
             f"{environment} is production: it gets exactly what serves on staging, by "
@@ -283,17 +283,7 @@ async def _kept(
     a server has nothing serving it, so it has to move after all)."""
     kept: dict[str, Any] = {}
     for server in targets:
-        dep = (
-            await db.execute(
-                select(Deployment).where(
-                    Deployment.app_id == app.id,
-                    Deployment.app_environment == environment,
-                    Deployment.app_service == service,
-                    Deployment.server_id == server.id,
-                    Deployment.status != "deleted",
-                )
-            )
-        ).scalar_one_or_none()
+        dep = await _deployment_of(db, app, environment, service, server)
         current = (
             await db.get(Release, dep.current_release_id)
             if dep and dep.current_release_id
@@ -789,10 +779,7 @@ async def rollback(
     """Bring an environment back to an earlier app release, whole: its image IDs and its spec,
     every service together (the release flow of a deploy). Production needs the confirmation."""
     app = await apps.get(db, caller=caller, name=name)
-    if environment not in app.spec["environments"]:
-        raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
-    kind = environment_kind(environment, app.spec["environments"][environment])
-    scopes.require(caller.scopes, scopes.for_environment(kind), f"roll back {environment}")
+    kind = apps.environment_of(app.name, app.spec, environment, caller, "roll back")
     production = kind == "production"
     if production and not caller.is_admin:
         raise PermissionDenied(
@@ -859,10 +846,7 @@ async def one_off(
     secrets, network and volumes) to run `command` in; audited with the program and the number
     of arguments only (they may hold a password)."""
     app = await apps.get(db, caller=caller, name=name)
-    if environment not in app.spec["environments"]:
-        raise ValidationFailed(f"{app.name} has no environment {environment}", field="environment")
-    kind = environment_kind(environment, app.spec["environments"][environment])
-    scopes.require(caller.scopes, scopes.for_environment(kind), f"run commands in {environment}")
+    kind = apps.environment_of(app.name, app.spec, environment, caller, "run commands in")
     if kind == "production" and not caller.is_admin:
         raise PermissionDenied(
             "production is protected: members do not run commands there",

@@ -4,6 +4,8 @@ secrets per environment, sealed, write-only.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +90,21 @@ async def save(
     return app, created
 
 
+def environment_of(
+    app_name: str, spec: dict[str, Any], environment: str, caller: Caller, what: str
+) -> str:
+    """The kind of an environment the spec names, once the caller's token may `what` there;
+    a name the spec does not have is refused with the names it has."""
+    if environment not in spec["environments"]:
+        known = ", ".join(sorted(spec["environments"]))
+        raise ValidationFailed(
+            f"{app_name} has no environment {environment} ({known})", field="environment"
+        )
+    kind = app_spec.environment_kind(environment, spec["environments"][environment])
+    scopes.require(caller.scopes, scopes.for_environment(kind), f"{what} {environment}")
+    return kind
+
+
 async def set_secret(
     db: AsyncSession,
     *,
@@ -101,18 +118,11 @@ async def set_secret(
     """Store one secret of one environment; True when it replaced a value."""
     app = await get(db, caller=caller, name=name)
     # Previews share the values stored under "preview" (only the names preview.secrets lists).
-    previewing = environment == "preview" and "preview" in app.spec
-    if environment not in app.spec["environments"] and not previewing:
-        known = ", ".join(sorted(app.spec["environments"]))
-        raise ValidationFailed(
-            f"{app.name} has no environment {environment} ({known})", field="environment"
-        )
-    kind = (
-        "preview"
-        if previewing
-        else app_spec.environment_kind(environment, app.spec["environments"][environment])
-    )
-    scopes.require(caller.scopes, scopes.for_environment(kind), f"set secrets of {environment}")
+    if environment == "preview" and "preview" in app.spec:
+        kind = "preview"
+        scopes.require(caller.scopes, "deploy:preview", "set secrets of preview")
+    else:
+        kind = environment_of(app.name, app.spec, environment, caller, "set secrets of")
     if kind == "production" and not caller.is_admin:
         raise PermissionDenied(
             "production is protected: members do not set its secrets; ask an admin",

@@ -13,6 +13,10 @@ from deploymate.cli.output import JsonOption, print_json, say
 
 app_app = typer.Typer(help="Applications described by deploymate.yaml.", no_args_is_help=True)
 SPEC_FILE = "deploymate.yaml"
+# The app a command is about; by default the one the repository's committed spec names.
+AppOption = Annotated[
+    str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
+]
 
 
 @app_app.command("validate")
@@ -65,9 +69,7 @@ app_app.add_typer(previews_app, name="previews")
 
 @previews_app.command("list")
 def previews_list(
-    app: Annotated[
-        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
-    ] = None,
+    app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The app's previews: branch, environment, domains, age and expiry."""
@@ -91,9 +93,7 @@ def previews_list(
 @previews_app.command("destroy")
 def previews_destroy(
     branch: Annotated[str, typer.Argument(help="The preview's branch.", metavar="BRANCH")],
-    app: Annotated[
-        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
-    ] = None,
+    app: AppOption = None,
 ) -> None:
     """Remove the branch's preview now: its containers, routes and volumes (its data)."""
     from deploymate.cli import api_client, config_file
@@ -146,10 +146,7 @@ def _git(*args: str, cwd: Path) -> str:
 
 def _committed_app_name() -> str:
     """The app the repository's committed spec names (when --app is not given)."""
-    from deploymate.apps import spec as app_spec
-
-    root = Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()).strip())
-    return app_spec.load(_git("show", f"HEAD:{SPEC_FILE}", cwd=root)).name
+    return _committed_spec(SPEC_FILE)[2]
 
 
 def _committed_spec(file: str) -> tuple[Path, str, str]:
@@ -394,9 +391,7 @@ def ship(
     environment: Annotated[
         str, typer.Argument(help="The production environment.", metavar="ENV")
     ] = "production",
-    app: Annotated[
-        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
-    ] = None,
+    app: AppOption = None,
     source: Annotated[
         str | None,
         typer.Option(
@@ -440,9 +435,7 @@ def ship(
 @app_app.command("rollback")
 def rollback(
     environment: Annotated[str, typer.Argument(help="The environment.", metavar="ENV")],
-    app: Annotated[
-        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
-    ] = None,
+    app: AppOption = None,
     to: Annotated[
         int | None,
         typer.Option(
@@ -535,9 +528,7 @@ def run(
             "--service", "-s", help="The service (default: the first).", metavar="SERVICE"
         ),
     ] = None,
-    app: Annotated[
-        str | None, typer.Option("--app", help="The app (default: the spec's).", metavar="APP")
-    ] = None,
+    app: AppOption = None,
     timeout: Annotated[
         float, typer.Option(help="Seconds it may run, up to 3600.", metavar="SECONDS")
     ] = 600,

@@ -369,6 +369,13 @@ async def delete(ctx: JobContext) -> None:
         await db.commit()
 
 
+def routed_upstream(release: Release | None) -> str | None:
+    """Where the proxy sends a release's domains (None: it has none, or nothing serves)."""
+    if release is None or not release.config.get("domains"):
+        return None
+    return f"{release.container_name}:{release.config['internal_port']}"
+
+
 async def reconcile(context: AppContext, job: Job) -> None:
     """After an interrupted job, make the record match what the target really runs."""
     if job.deployment_id is None:
@@ -404,13 +411,8 @@ async def reconcile(context: AppContext, job: Job) -> None:
         dep.current_release_id = plan.serving_id
         dep.status, dep.status_message = plan.status, plan.status_message
         serving = await db.get(Release, plan.serving_id) if plan.serving_id else None
-        routed = (serving.config.get("domains") if serving else None) or None
         before = dep.routed_to
-        dep.routed_to = (
-            f"{serving.container_name}:{serving.config['internal_port']}"
-            if serving is not None and routed
-            else None
-        )
+        dep.routed_to = routed_upstream(serving)
         db.add(
             DeploymentEvent(
                 deployment_id=dep.id,

@@ -3,9 +3,7 @@ and a failed build leaves the environment as it was."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,6 +14,7 @@ from tests.e2e.conftest import key_server
 from tests.support.apps import via_proxy
 from tests.support.deploy import job_text, wait_job
 from tests.support.lab import LabHost
+from tests.support.repo import cli, commit_all, git, login_and_add_server
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.usefixtures("test_images")
@@ -35,67 +34,30 @@ environments:
 """
 
 
-def _cli(args: list[str], cfg: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEPLOYMATE_CLI_CONFIG": str(cfg), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "deploymate.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def _commit(repo: Path, message: str) -> str:
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message)
-    return _git(repo, "rev-parse", "HEAD")
-
-
 def test_a_build_takes_the_commit_never_the_working_tree_and_happens_once(
     tmp_path: Path, running_server: RunningServer, lab_host: LabHost
 ) -> None:
     cfg = tmp_path / "cli.json"
-    login = ["login", "--url", running_server.url, "--username", "admin", "--password"]
-    assert _cli([*login, running_server.admin_password], cfg, tmp_path).returncode == 0
-    with httpx.Client(base_url=running_server.url) as http:
-        csrf = http.post(
-            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
-        ).json()["csrf_token"]
-        res = http.post(
-            "/api/servers", json=key_server(lab_host, "edge"), headers={"X-CSRF-Token": csrf}
-        )
-        assert res.status_code == 201, res.text
+    login_and_add_server(running_server, lab_host, "edge", cfg, tmp_path)
     repo = tmp_path / "built"
     (repo / "web").mkdir(parents=True)
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "deploymate.yaml").write_text(SPEC % "")
     (repo / "web" / "Dockerfile").write_text("FROM dm-test/web:v1\nCOPY version /www/version\n")
     (repo / "web" / "version").write_text("b1")
-    commit = _commit(repo, "b1")
+    commit = commit_all(repo, "b1")
     # Uncommitted and untracked changes in the build context never reach the image.
     (repo / "web" / "version").write_text("uncommitted")
     (repo / "web" / "stray.txt").write_text("untracked")
 
-    first = _cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
+    first = cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"sending the source of commit {commit[:12]}" in first.stdout
     assert f"[web] building built-web:{commit} from web (docker build)" in first.stdout
     assert "COPY version /www/version" in first.stdout  # the build's output, live
     assert via_proxy(lab_host, "web.built.test") == "b1"
 
-    again = _cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
+    again = cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"built-web:{commit} already built" in again.stdout
     assert "sending the source" not in again.stdout and "docker build" not in again.stdout
@@ -104,8 +66,8 @@ def test_a_build_takes_the_commit_never_the_working_tree_and_happens_once(
     (repo / "web" / "version").write_text("b2")
     (repo / "deploymate.yaml").write_text(SPEC % ", dockerfile: Nope.dockerfile")
     (repo / "web" / "stray.txt").unlink()
-    _commit(repo, "b2 with a wrong Dockerfile path")
-    broken = _cli(["app", "deploy", "staging"], cfg, repo)
+    commit_all(repo, "b2 with a wrong Dockerfile path")
+    broken = cli(["app", "deploy", "staging"], cfg, repo)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "no Dockerfile at web/Nope.dockerfile in this commit" in broken.stdout + broken.stderr
     assert "nothing was deployed" in broken.stdout + broken.stderr
@@ -114,8 +76,8 @@ def test_a_build_takes_the_commit_never_the_working_tree_and_happens_once(
     # A symlink in the commit that leaves the repository refuses the whole source.
     (repo / "deploymate.yaml").write_text(SPEC % "")
     (repo / "web" / "escape").symlink_to("/etc")
-    _commit(repo, "an escaping symlink")
-    escaping = _cli(["app", "deploy", "staging"], cfg, repo)
+    commit_all(repo, "an escaping symlink")
+    escaping = cli(["app", "deploy", "staging"], cfg, repo)
     assert escaping.returncode == 1, escaping.stdout + escaping.stderr
     assert "leaves the repository" in escaping.stdout + escaping.stderr
     assert via_proxy(lab_host, "web.built.test") == "b1"
@@ -149,16 +111,7 @@ def test_changed_surface_deploys_only_the_services_a_change_touches(
     import json
 
     cfg = tmp_path / "cli.json"
-    login = ["login", "--url", running_server.url, "--username", "admin", "--password"]
-    assert _cli([*login, running_server.admin_password], cfg, tmp_path).returncode == 0
-    with httpx.Client(base_url=running_server.url) as http:
-        csrf = http.post(
-            "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
-        ).json()["csrf_token"]
-        res = http.post(
-            "/api/servers", json=key_server(lab_host, "edge2"), headers={"X-CSRF-Token": csrf}
-        )
-        assert res.status_code == 201, res.text
+    login_and_add_server(running_server, lab_host, "edge2", cfg, tmp_path)
     repo = tmp_path / "duo"
     for part in ("web", "worker", "lib"):
         (repo / part).mkdir(parents=True)
@@ -168,12 +121,12 @@ def test_changed_surface_deploys_only_the_services_a_change_touches(
                 "FROM dm-test/web:v1\nCOPY version /www/version\n"
             )
     (repo / "deploymate.yaml").write_text(TWO)
-    _git(repo, "init", "-q", "-b", "main")
-    first = _commit(repo, "one")
-    assert _cli(["app", "deploy", "staging"], cfg, repo).returncode == 0
+    git(repo, "init", "-q", "-b", "main")
+    first = commit_all(repo, "one")
+    assert cli(["app", "deploy", "staging"], cfg, repo).returncode == 0
 
     def deploy_since(ref: str) -> tuple[int, dict[str, object]]:
-        done = _cli(["app", "deploy", "staging", "--changed-since", ref, "--json"], cfg, repo)
+        done = cli(["app", "deploy", "staging", "--changed-since", ref, "--json"], cfg, repo)
         assert done.stdout, done.stderr
         return done.returncode, json.loads(done.stdout)
 
@@ -188,7 +141,7 @@ def test_changed_surface_deploys_only_the_services_a_change_touches(
 
     before = serving()
     (repo / "worker" / "version").write_text("worker-2")
-    second = _commit(repo, "worker only")
+    second = commit_all(repo, "worker only")
     code, out = deploy_since(first)
     assert code == 0 and out["deployed"] is True, out
     assert out["surface"] == {"worker": "worker/version matches worker/"}
@@ -204,17 +157,17 @@ def test_changed_surface_deploys_only_the_services_a_change_touches(
     assert "changed: worker/version matches worker/" in page and ">unchanged</span>" in page
 
     (repo / "lib" / "version").write_text("lib-2")
-    third = _commit(repo, "shared")
+    third = commit_all(repo, "shared")
     code, out = deploy_since(second)
     assert code == 0 and set(out["surface"]) == {"web", "worker"}, out  # type: ignore[arg-type]
     assert "shared path: lib/version matches lib/" in str(out["surface"])
 
     (repo / "README.md").write_text("docs only")
-    _commit(repo, "readme")
-    quiet = _cli(["app", "deploy", "staging", "--changed-since", third], cfg, repo)
+    commit_all(repo, "readme")
+    quiet = cli(["app", "deploy", "staging", "--changed-since", third], cfg, repo)
     assert quiet.returncode == 0 and "nothing to deploy" in quiet.stdout, quiet.stderr
     assert "web: unchanged" in quiet.stdout and "worker: unchanged" in quiet.stdout
-    unknown = _cli(["app", "deploy", "staging", "--changed-since", "no-such-ref"], cfg, repo)
+    unknown = cli(["app", "deploy", "staging", "--changed-since", "no-such-ref"], cfg, repo)
     assert unknown.returncode == 2 and "no commit 'no-such-ref'" in unknown.stderr
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from tests.e2e.conftest import key_server
 from tests.support.api import member_headers
 from tests.support.deploy import job_text, wait_job
 from tests.support.lab import LabHost
+from tests.support.repo import cli, git
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.usefixtures("test_images")
@@ -141,35 +140,12 @@ def test_production_is_shipped_not_deployed(e2e_client: TestClient, lab_host: La
     assert "deploymate app ship" in res.json()["detail"]
 
 
-def _cli(args: list[str], cfg: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEPLOYMATE_CLI_CONFIG": str(cfg), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "deploymate.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=Test", "-c", "user.email=test@example.test", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 def test_app_deploy_from_a_repository_ships_what_is_committed_and_refuses_a_dirty_tree(
     tmp_path: Path, running_server: RunningServer, lab_host: LabHost
 ) -> None:
     cfg = tmp_path / "cli.json"
     login = ["login", "--url", running_server.url, "--username", "admin"]
-    assert (
-        _cli([*login, "--password", running_server.admin_password], cfg, tmp_path).returncode == 0
-    )
+    assert cli([*login, "--password", running_server.admin_password], cfg, tmp_path).returncode == 0
     with httpx.Client(base_url=running_server.url) as http:
         csrf = http.post(
             "/api/auth/login", json={"username": "admin", "password": running_server.admin_password}
@@ -180,18 +156,18 @@ def test_app_deploy_from_a_repository_ships_what_is_committed_and_refuses_a_dirt
         assert res.status_code == 201, res.text
     repo = tmp_path / "shop"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     (repo / "deploymate.yaml").write_text(spec("v1"))
-    _git(repo, "add", "deploymate.yaml")
-    _git(repo, "commit", "-q", "-m", "shop v1")
+    git(repo, "add", "deploymate.yaml")
+    git(repo, "commit", "-q", "-m", "shop v1")
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
 
     # A new app's spec is stored first (its secrets could be set now), then deployed.
-    saved = _cli(["app", "save"], cfg, repo)
+    saved = cli(["app", "save"], cfg, repo)
     assert saved.returncode == 0 and "app shop stored" in saved.stdout, saved.stderr
-    deployed = _cli(["app", "deploy", "staging"], cfg, repo)
+    deployed = cli(["app", "deploy", "staging"], cfg, repo)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert f"commit {commit[:12]} on main" in deployed.stdout
     assert "[web@edge] proxy switched web.shop.test" in deployed.stdout
@@ -200,13 +176,13 @@ def test_app_deploy_from_a_repository_ships_what_is_committed_and_refuses_a_dirt
     # A changed spec and an untracked file: refused, with their names.
     (repo / "deploymate.yaml").write_text(spec("v2"))
     (repo / "notes.txt").write_text("scratch\n")
-    refused = _cli(["app", "deploy", "staging"], cfg, repo)
+    refused = cli(["app", "deploy", "staging"], cfg, repo)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "deploymate.yaml" in refused.stderr and "notes.txt" in refused.stderr
     assert "--allow-dirty" in refused.stderr
 
     # Allowed dirty: marked so, and still the committed spec (v1), never the working tree.
-    dirty = _cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
+    dirty = cli(["app", "deploy", "staging", "--allow-dirty"], cfg, repo)
     assert dirty.returncode == 0 and "(dirty)" in dirty.stdout, dirty.stdout + dirty.stderr
     assert via_proxy(lab_host) == "v1"
     with httpx.Client(base_url=running_server.url) as http:

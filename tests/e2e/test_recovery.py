@@ -101,12 +101,14 @@ def test_kill_mid_deploy_then_restart_reconciles(
         second.stop()
 
 
-def _via_proxy(host: LabHost, domain: str) -> str:
-    try:
-        res = httpx.get(f"http://{host.address}/version", headers={"Host": domain}, timeout=3)
-    except httpx.HTTPError as exc:
-        return f"error {type(exc).__name__}"
-    return res.text.strip()
+def _wait_for_log(http: httpx.Client, job_id: int, words: str, timeout: float = 30) -> None:
+    """Until the job's log says `words` (the step the process is then killed at)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
+        if words in log:
+            return
+        time.sleep(0.1)
 
 
 def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_records_say(
@@ -135,13 +137,8 @@ def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_record
         job_id = http.patch(
             f"/api/deployments/{dep['id']}", json={"image": "dm-test/web:v2", "smoke": slow}
         ).json()["job_id"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
-            if "proxy switched" in log:
-                break
-            time.sleep(0.1)
-        assert _via_proxy(lab_host, "lazarus.test") == "v2"
+        _wait_for_log(http, job_id, "proxy switched")
+        assert via_proxy(lab_host, "lazarus.test") == "v2"
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
     finally:
@@ -156,7 +153,7 @@ def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_record
         names = [n for n in _names(lab_host) if n.startswith("dm-lazarus-")]
         assert names == ["dm-lazarus-r1"]
         # The proxy follows the records again: the release that never finished is gone.
-        assert _via_proxy(lab_host, "lazarus.test") == "v1"
+        assert via_proxy(lab_host, "lazarus.test") == "v1"
     finally:
         second.stop()
 
@@ -189,12 +186,7 @@ def test_kill_during_an_app_release_then_restart_brings_every_service_back(
             'smoke: [{command: [sleep, "30"], timeout: 60}]',
         )
         job_id = deploy(http, held)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
-            if "proxy switched" in log:
-                break
-            time.sleep(0.1)
+        _wait_for_log(http, job_id, "proxy switched")
         assert via_proxy(lab_host, "web.phoenix.test") == "v2"
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
