@@ -19,6 +19,7 @@ from deploymate.backup.format import (
     FIELDS,
     FORMAT,
     MANIFEST_FIELDS,
+    OPTIONAL,
     READABLE_VERSIONS,
     REQUIRED,
     SECTIONS,
@@ -139,6 +140,8 @@ class CurrentState:
     deployments: frozenset[tuple[str, str | None]] = frozenset()
     settings: Mapping[str, Any] = field(default_factory=dict)
     apps: frozenset[str] = frozenset()
+    webhooks: frozenset[str] = frozenset()
+    key_fingerprints: tuple[str, ...] = ()
 
 
 # --- the analysis --------------------------------------------------------------------------
@@ -273,7 +276,7 @@ class _Analysis:
     def _manifest_info(self) -> dict[str, Any]:
         """The manifest as shown back: scalars only, long text cut, counts of known sections."""
         info: dict[str, Any] = {}
-        for key in ("format", "format_version", "app_version", "created_at"):
+        for key in ("format", "format_version", "app_version", "created_at", "key_fingerprint"):
             value = self.manifest.get(key)
             info[key] = (
                 value
@@ -286,6 +289,7 @@ class _Analysis:
             if isinstance(counts, dict)
             else None
         )
+        info["sensitive"] = self.manifest.get("sensitive") is True
         return info
 
     def run(self, doc: dict[str, Any], size: int) -> DryRunReport:
@@ -295,6 +299,13 @@ class _Analysis:
             return report
         self._check_bundle_fields(doc)
         self._check_checksum()
+        if self.manifest.get("sensitive") is True:
+            self.head.add(
+                "sensitive",
+                "info",
+                "the bundle carries password hashes (made with --include-password-hashes): "
+                "keep it as private as the database",
+            )
         counts = self.manifest.get("counts")
         if not isinstance(counts, dict):
             self.head.add(
@@ -356,7 +367,7 @@ class _Analysis:
                 "unknown_format_version",
                 "error",
                 f"format_version {version!r} is unknown; this instance reads version "
-                f"{' and '.join(map(str, READABLE_VERSIONS))} (a bundle from a newer DeployMate "
+                f"{_versions()} (a bundle from a newer DeployMate "
                 "needs that version)",
             )
             return False
@@ -419,7 +430,7 @@ class _Analysis:
         if not isinstance(value, list):
             row.add("malformed", "error", f"the {name} section is not a list of records")
             return
-        known, required = FIELDS[name], REQUIRED[name]
+        known, required = (*FIELDS[name], *OPTIONAL.get(name, ())), REQUIRED[name]
         present = {
             r["id"]: _short(r.get("name", f"#{r['id']}"))
             for r in value
@@ -494,6 +505,12 @@ class _Analysis:
             "app_id": _is_int,
             "spec": lambda v: isinstance(v, dict),
             "parts": lambda v: isinstance(v, dict),
+        },
+        "webhooks": {
+            "id": _is_int,
+            "name": lambda v: isinstance(v, str),
+            "url": lambda v: isinstance(v, str),
+            "events": lambda v: isinstance(v, list),
         },
     }
 
@@ -647,6 +664,17 @@ class _Analysis:
     def _app_releases(self, row: SectionReport, records: list[dict[str, Any]]) -> None:
         self._orphans(row, "app release", records)
 
+    def _webhooks(self, row: SectionReport, records: list[dict[str, Any]]) -> None:
+        clash = [r["name"] for r in records if r["name"] in self.current.webhooks]
+        if clash:
+            row.add(
+                "name_clash",
+                "warn",
+                f"{len(clash)} of {len(records)} webhook names exist on this instance: "
+                f"{_names(clash)}",
+            )
+        self._sealed(row, "URL of webhook", [(r["name"], r["url"]) for r in records])
+
     def _decrypts(self, token: str) -> bool:
         if token not in self._decryptable:
             try:
@@ -669,13 +697,25 @@ class _Analysis:
                 "plaintext secrets)",
             )
         if unreadable:
+            needed = self.manifest.get("key_fingerprint")
+            which = (
+                f"the key with fingerprint {_short(needed, 40)}"
+                if isinstance(needed, str) and needed
+                else "a key"
+            )
+            held = ", ".join(self.current.key_fingerprints) or "none"
             row.add(
                 "credentials_unreadable",
                 "error",
-                f"{what} {_names(unreadable)}: encrypted with a key this instance does not "
-                "hold; add the old key to DEPLOYMATE_SERVER_CREDENTIALS_KEY (after the current "
-                "one) before restoring",
+                f"{what} {_names(unreadable)}: encrypted with {which}, which this instance "
+                f"does not hold (it holds {held}); add that key to "
+                "DEPLOYMATE_SERVER_CREDENTIALS_KEY (after the current one) before restoring",
             )
+
+
+def _versions() -> str:
+    *first, last = READABLE_VERSIONS
+    return f"{', '.join(map(str, first))} and {last}"
 
 
 def _looks_sealed(token: Any) -> bool:

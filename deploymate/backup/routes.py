@@ -1,14 +1,16 @@
-"""Backup API: download a bundle, and dry-run a restore (admins only, both audited)."""
+"""Backup API: download a bundle, dry-run a restore, apply one (admins only, all audited)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
+from deploymate.backup import restore as restoring
 from deploymate.backup import service
 from deploymate.core.errors import ValidationFailed
 from deploymate.deps import AdminDep, ContextDep, DbDep, require_admin
@@ -64,9 +66,26 @@ async def read_bundle(request: Request, limit: int) -> bytes:
     response_class=Response,
     responses={200: {"content": {"application/json": {}}, "description": "The bundle file."}},
 )
-async def download_bundle(me: AdminDep, db: DbDep, context: ContextDep) -> Response:
-    """The backup bundle as a file; no password hashes, credentials only encrypted."""
-    data, _ = await service.download(db, settings=context.settings, caller=me)
+async def download_bundle(
+    me: AdminDep,
+    db: DbDep,
+    context: ContextDep,
+    include_password_hashes: Annotated[
+        bool,
+        Query(
+            description="Include the users' password hashes (the bundle is marked sensitive); "
+            "without them, restored users get a temporary password."
+        ),
+    ] = False,
+) -> Response:
+    """The backup bundle as a file; credentials only encrypted, password hashes on request."""
+    data, _ = await service.download(
+        db,
+        settings=context.settings,
+        cipher=context.cipher,
+        caller=me,
+        include_password_hashes=include_password_hashes,
+    )
     return Response(
         data,
         media_type="application/json",
@@ -94,3 +113,43 @@ async def restore_dry_run(
             report.http_status, report.fatal.message, report.fatal.code, report=report.to_dict()
         )
     return JSONResponse(report.to_dict(), headers={"cache-control": "no-store"})
+
+
+@router.post("/restore", openapi_extra=DRY_RUN_BODY)
+async def restore(
+    request: Request,
+    me: AdminDep,
+    db: DbDep,
+    context: ContextDep,
+    confirm: Annotated[
+        str | None, Query(description=f"Type {restoring.CONFIRM_WORD} to confirm.")
+    ] = None,
+    merge: Annotated[
+        bool,
+        Query(
+            description="Into an instance that is not empty: keep what exists here by name, "
+            "add the rest (docs/backup.md)."
+        ),
+    ] = False,
+) -> JSONResponse:
+    """Apply a bundle after its dry-run passes, in one transaction. The temporary passwords of
+    users restored without a hash are in this answer only."""
+    restoring.check_confirmation(confirm)
+    try:
+        data = await read_bundle(request, context.settings.max_upload_bytes)
+    except ClientDisconnect:
+        return error_response(400, "the request body was not received", "bad_request")
+    try:
+        result = await restoring.restore(
+            db,
+            settings=context.settings,
+            cipher=context.cipher,
+            caller=me,
+            data=data,
+            merge=merge,
+        )
+    except restoring.BundleRefused as exc:
+        return error_response(exc.status, exc.detail, exc.code, report=exc.report.to_dict())
+    return JSONResponse(
+        {**result.to_dict(), "summary": result.summary}, headers={"cache-control": "no-store"}
+    )

@@ -1,6 +1,7 @@
 """Backup use cases: build a bundle from the database, and dry-run a bundle against it.
 
-A dry-run only reads; the one row it writes is its audit event.
+A dry-run only reads; the one row it writes is its audit event. Applying a bundle is in
+backup.restore.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from deploymate.core.caller import Caller
 from deploymate.core.config import Settings
 from deploymate.core.crypto import Cipher
 from deploymate.deployments.models import Deployment
+from deploymate.notifications.models import Webhook
 from deploymate.servers.models import Server
 
 
@@ -46,25 +48,46 @@ def settings_snapshot(settings: Settings) -> dict[str, Any]:
 
 
 async def build(
-    db: AsyncSession, *, settings: Settings, now: datetime | None = None
+    db: AsyncSession,
+    *,
+    settings: Settings,
+    cipher: Cipher,
+    include_password_hashes: bool = False,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The whole bundle (manifest and sections) as a JSON-ready object."""
     sections: dict[str, Any] = {}
     for name, model in bundle.MODELS.items():
+        fields = bundle.FIELDS[name]
+        if name == "users" and include_password_hashes:
+            fields = (*fields, "password_hash")
         stmt = select(model).order_by(model.__table__.c.id)
-        sections[name] = _rows((await db.execute(stmt)).scalars().all(), bundle.FIELDS[name])
+        sections[name] = _rows((await db.execute(stmt)).scalars().all(), fields)
+    for hook in sections["webhooks"]:
+        hook["url"] = cipher.encrypt(hook["url"])  # a URL may hold a token (Slack, Discord)
     sections["settings"] = settings_snapshot(settings)
     created = (now or datetime.now(UTC)).replace(microsecond=0)
     return bundle.make_bundle(
-        sections, app_version=__version__, created_at=created.isoformat().replace("+00:00", "Z")
+        sections,
+        app_version=__version__,
+        created_at=created.isoformat().replace("+00:00", "Z"),
+        key_fingerprint=cipher.fingerprint,
+        sensitive=include_password_hashes,
     )
 
 
 async def download(
-    db: AsyncSession, *, settings: Settings, caller: Caller
+    db: AsyncSession,
+    *,
+    settings: Settings,
+    cipher: Cipher,
+    caller: Caller,
+    include_password_hashes: bool = False,
 ) -> tuple[bytes, dict[str, int]]:
     """Build the bundle and record who downloaded it; returns the bytes and the counts."""
-    made = await build(db, settings=settings)
+    made = await build(
+        db, settings=settings, cipher=cipher, include_password_hashes=include_password_hashes
+    )
     data = bundle.dumps(made)
     counts: dict[str, int] = made["manifest"]["counts"]
     await audit.record(
@@ -72,13 +95,19 @@ async def download(
         caller=caller,
         action="backup.download",
         target_type="backup",
-        details={"bytes": len(data), "counts": counts},
+        details={
+            "bytes": len(data),
+            "counts": counts,
+            "password_hashes": include_password_hashes,
+        },
     )
     await db.commit()
     return data, counts
 
 
-async def current_state(db: AsyncSession, *, settings: Settings) -> analysis.CurrentState:
+async def current_state(
+    db: AsyncSession, *, settings: Settings, cipher: Cipher
+) -> analysis.CurrentState:
     usernames = (await db.execute(select(User.username))).scalars().all()
     servers = {
         int(sid): str(name) for sid, name in (await db.execute(select(Server.id, Server.name)))
@@ -92,8 +121,11 @@ async def current_state(db: AsyncSession, *, settings: Settings) -> analysis.Cur
         (str(name), None if sid is None else servers.get(int(sid), f"#{sid}")) for name, sid in live
     )
     apps = (await db.execute(select(App.name))).scalars().all()
+    webhooks = (await db.execute(select(Webhook.name))).scalars().all()
     return analysis.CurrentState(
         apps=frozenset(apps),
+        webhooks=frozenset(webhooks),
+        key_fingerprints=cipher.fingerprints,
         usernames=frozenset(usernames),
         servers=servers,
         deployments=deployments,
@@ -101,13 +133,13 @@ async def current_state(db: AsyncSession, *, settings: Settings) -> analysis.Cur
     )
 
 
-async def dry_run(
-    db: AsyncSession, *, settings: Settings, cipher: Cipher, caller: Caller, data: bytes
+async def analyse(
+    db: AsyncSession, *, settings: Settings, cipher: Cipher, data: bytes
 ) -> analysis.DryRunReport:
-    """Analyse a bundle against this instance. Reads only; writes nothing but the audit event."""
-    current = await current_state(db, settings=settings)
+    """The dry-run's report; reads only."""
+    current = await current_state(db, settings=settings, cipher=cipher)
     # Parsing and checking a bundle of several MiB is CPU work: off the event loop.
-    report = await asyncio.to_thread(
+    return await asyncio.to_thread(
         functools.partial(
             analysis.analyse,
             data,
@@ -116,28 +148,40 @@ async def dry_run(
             max_bytes=settings.max_upload_bytes,
         )
     )
+
+
+def report_details(report: analysis.DryRunReport) -> dict[str, Any]:
+    """What the audit trail keeps of a report: statuses and reason codes, no record content."""
     manifest = report.manifest or {}
+    return {
+        "bytes": report.size,
+        "status": report.status,
+        "readable": report.readable,
+        "error_code": report.fatal.code if report.fatal else None,
+        "format_version": manifest.get("format_version")
+        if isinstance(manifest.get("format_version"), int)
+        else None,
+        "sections": {
+            s.section: s.status
+            for s in report.sections
+            if s.section in bundle.SECTIONS or s.section == "bundle"
+        },
+        "reasons": sorted({r.code for s in report.sections for r in s.reasons}),
+    }
+
+
+async def dry_run(
+    db: AsyncSession, *, settings: Settings, cipher: Cipher, caller: Caller, data: bytes
+) -> analysis.DryRunReport:
+    """Analyse a bundle against this instance. Reads only; writes nothing but the audit event."""
+    report = await analyse(db, settings=settings, cipher=cipher, data=data)
     await audit.record(
         db,
         caller=caller,
         action="backup.restore_dry_run",
         target_type="backup",
         outcome="success" if report.readable else "failure",
-        details={
-            "bytes": report.size,
-            "status": report.status,
-            "readable": report.readable,
-            "error_code": report.fatal.code if report.fatal else None,
-            "format_version": manifest.get("format_version")
-            if isinstance(manifest.get("format_version"), int)
-            else None,
-            "sections": {
-                s.section: s.status
-                for s in report.sections
-                if s.section in bundle.SECTIONS or s.section == "bundle"
-            },
-            "reasons": sorted({r.code for s in report.sections for r in s.reasons}),
-        },
+        details=report_details(report),
     )
     await db.commit()
     return report

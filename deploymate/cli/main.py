@@ -73,6 +73,7 @@ app.add_typer(servers_cli.credentials_app, name="credentials")
 app.add_typer(servers_cli.known_hosts_app, name="known-hosts")
 app.command("inventory")(servers_cli.inventory)
 app.add_typer(backup_cli.backup_app, name="backup")
+app.command("restore")(backup_cli.restore)
 app.add_typer(audits_cli.audit_app, name="audit")
 # From anywhere, through the API with the token `login` stored.
 app.add_typer(servers_cli.servers_app, name="servers")

@@ -5,6 +5,7 @@ Server credentials and secret environment values are sealed with the same cipher
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -36,6 +37,12 @@ class Cipher:
                 "invalid configuration: DEPLOYMATE_SERVER_CREDENTIALS_KEY is empty"
             )
         self._multi = MultiFernet(self._fernets)
+        self.fingerprints = tuple(fingerprint(k) for k in keys if k.strip())
+
+    @property
+    def fingerprint(self) -> str:
+        """The key that encrypts: what a bundle or a restore names, never the key itself."""
+        return self.fingerprints[0]
 
     def encrypt(self, plaintext: str) -> str:
         return self._multi.encrypt(plaintext.encode()).decode()
@@ -53,6 +60,11 @@ class Cipher:
     def rotate(self, token: str) -> str:
         """Re-encrypt with the first key (raises InvalidToken when no key fits)."""
         return self._multi.rotate(token.encode()).decode()
+
+
+def fingerprint(key: str) -> str:
+    """A short, one-way name for a key, to tell keys apart in messages."""
+    return "sha256:" + hashlib.sha256(key.strip().encode()).hexdigest()[:16]
 
 
 def looks_encrypted(value: str) -> bool:

@@ -262,7 +262,9 @@ def test_the_bundle_has_a_manifest_counts_and_a_checksum(client: TestClient, wor
     assert res.headers["content-type"].startswith("application/json")
     assert res.headers["cache-control"] == "no-store"
     manifest, sections = doc["manifest"], doc["sections"]
-    assert manifest["format"] == "deploymate-backup" and manifest["format_version"] == 2
+    assert manifest["format"] == "deploymate-backup" and manifest["format_version"] == 3
+    cipher = client.app.state.context.cipher  # type: ignore[attr-defined]
+    assert manifest["key_fingerprint"] == cipher.fingerprint and manifest["sensitive"] is False
     assert manifest["app_version"] and re.match(r"\d{4}-\d\d-\d\dT", manifest["created_at"])
     assert list(sections) == [
         "users",
@@ -273,6 +275,7 @@ def test_the_bundle_has_a_manifest_counts_and_a_checksum(client: TestClient, wor
         "apps",
         "app_secrets",
         "app_releases",
+        "webhooks",
         "settings",
     ]
     assert manifest["counts"] == {name: len(value) for name, value in sections.items()}
@@ -469,7 +472,7 @@ def _duplicate_server(doc: dict[str, Any]) -> None:
 def _version_1(doc: dict[str, Any]) -> None:
     """A bundle made before apps were part of the format."""
     doc["manifest"]["format_version"] = 1
-    for name in ("apps", "app_secrets", "app_releases"):
+    for name in ("apps", "app_secrets", "app_releases", "webhooks"):
         del doc["sections"][name], doc["manifest"]["counts"][name]
 
 
@@ -491,11 +494,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str, str, list[str
     ),
     (
         "unknown-format-version",
-        _set(["manifest", "format_version"], 3),
+        _set(["manifest", "format_version"], 4),
         "bundle",
         "unknown_format_version",
         "error",
-        ["format_version 3", "reads version 1 and 2"],
+        ["format_version 4", "reads version 1, 2 and 3", "newer DeployMate"],
     ),
     (
         "checksum-mismatch",
@@ -547,11 +550,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str, str, list[str
     ),
     (
         "unknown-section",
-        _set(["sections", "webhooks"], [{"url": "https://example.invalid/hook"}]),
-        "webhooks",
+        _set(["sections", "registries"], [{"url": "https://example.invalid/hook"}]),
+        "registries",
         "unknown_section",
         "warn",
-        ["webhooks"],
+        ["registries"],
     ),
     (
         "missing-section",
@@ -732,7 +735,7 @@ BAD: list[tuple[str, Callable[[bytes], bytes], str, str]] = [
     ("nested", lambda d: b"[" * 100_000 + b"]" * 100_000, "bundle_not_json", "nested"),
     (
         "infinite-number",
-        lambda d: d.replace(b'"format_version": 2', b'"format_version": 1e999', 1),
+        lambda d: d.replace(b'"format_version": 3', b'"format_version": 1e999', 1),
         "bundle_not_json",
         "too large",
     ),
@@ -855,6 +858,7 @@ def test_a_bundle_checks_clean_on_a_fresh_instance_with_the_same_key(
                 "apps",
                 "app_secrets",
                 "app_releases",
+                "webhooks",
                 "settings",
             ),
             "ok",
@@ -881,6 +885,8 @@ def test_credentials_under_a_key_this_instance_lacks_are_errors(
     servers = _row(body, "servers")["reasons"]
     assert [r["code"] for r in servers] == ["credentials_unreadable"]
     assert "db-1, web-1" in servers[0]["message"]
+    needed = client.app.state.context.cipher.fingerprint  # type: ignore[attr-defined]
+    assert f"the key with fingerprint {needed}" in servers[0]["message"]
     assert _codes(body, "deployments") == {"credentials_unreadable": "error"}
     assert "shop" in _row(body, "deployments")["reasons"][0]["message"]
     assert _codes(body, "releases") == {"credentials_unreadable": "error"}
@@ -928,7 +934,12 @@ def test_a_large_dry_run_never_blocks_other_requests(client: TestClient, world: 
         for i in range(25_000)
     ]
     big = bundle_format.dumps(
-        bundle_format.make_bundle(sections, app_version="test", created_at="2026-12-01T00:00:00Z")
+        bundle_format.make_bundle(
+            sections,
+            app_version="test",
+            created_at="2026-12-01T00:00:00Z",
+            key_fingerprint="sha256:0000000000000000",
+        )
     )
     assert 8 * 1024 * 1024 < len(big) < 20 * 1024 * 1024
     done = threading.Event()

@@ -1,9 +1,11 @@
-"""`deploymate backup create|dry-run` against a real running server, with the stored token."""
+"""`deploymate backup create|dry-run` against a real running server, with the stored token, and
+`deploymate restore` of its bundle into a fresh control host's database."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -90,6 +92,7 @@ def test_create_writes_a_private_bundle_and_dry_run_prints_the_table(
         "apps",
         "app_secrets",
         "app_releases",
+        "webhooks",
         "settings",
     )
     rows = {p[0]: p[2] for p in (line.split() for line in lines[1:]) if p and p[0] in sections}
@@ -140,3 +143,66 @@ def test_members_cannot_create_or_check_bundles(
     target.write_text("{}")
     res = run(["backup", "dry-run", str(target)], env)
     assert res.returncode == 2 and "admin role required" in res.stderr
+
+
+def test_restore_applies_a_bundle_to_a_fresh_control_host_once(
+    tmp_path: Path, running_server: RunningServer
+) -> None:
+    env = _login(running_server, tmp_path / "cli.json", "admin", running_server.admin_password)
+    with httpx.Client(base_url=running_server.url) as http:
+        csrf = http.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": running_server.admin_password},
+        ).json()["csrf_token"]
+        res = http.post(
+            "/api/servers",
+            headers={"X-CSRF-Token": csrf},
+            json={
+                "name": "restore-1",
+                "host": "127.0.0.1",
+                "port": 2209,
+                "username": "deploy",
+                "auth_type": "password",
+                "password": "restore-server-pass-7",
+            },
+        )
+        assert res.status_code == 201, res.text
+    bundle = tmp_path / "backup.json"
+    made = run(["backup", "create", str(bundle), "--include-password-hashes"], env)
+    assert made.returncode == 0, made.stderr
+    assert "holds password hashes" in made.stdout
+    key = (running_server.data_dir / "server-credentials.key").read_text().strip()
+    fresh = tmp_path / "fresh"
+    local = {"DEPLOYMATE_DATA_DIR": str(fresh), "DEPLOYMATE_SERVER_CREDENTIALS_KEY": key}
+
+    asked = subprocess.run(
+        [*CLI, "restore", str(bundle)],
+        env={**os.environ, **local},
+        input="yes\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 2 and "type restore to confirm" in asked.stderr
+    done = run(["restore", str(bundle), "--yes"], local)
+    assert done.returncode == 0, done.stderr
+    assert "restored" in done.stdout and "1 servers" in done.stdout
+    assert "temporary passwords" not in done.stdout  # the hashes came with the bundle
+    with sqlite3.connect(fresh / "deploymate.db") as db:
+        assert db.execute("select name, port from servers").fetchall() == [("restore-1", 2209)]
+        users = dict(db.execute("select username, must_change_password from users").fetchall())
+    assert users["admin"] == 0
+
+    again = run(["restore", str(bundle), "--yes"], local)
+    assert again.returncode == 2 and "not empty (1 servers)" in again.stderr
+    merged = run(["restore", str(bundle), "--yes", "--merge"], local)
+    assert merged.returncode == 0, merged.stderr
+    assert "kept as they are here (servers): restore-1" in merged.stdout
+
+    other = {**local, "DEPLOYMATE_DATA_DIR": str(tmp_path / "other")}
+    other["DEPLOYMATE_SERVER_CREDENTIALS_KEY"] = "x" * 43 + "="
+    refused = run(["restore", str(bundle), "--yes"], other)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "credentials_unreadable" in refused.stdout  # the dry-run's table, then the error
+    assert "nothing was changed" in refused.stderr
+    assert "DEPLOYMATE_SERVER_CREDENTIALS_KEY" in refused.stderr + refused.stdout
