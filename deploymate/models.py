@@ -7,6 +7,7 @@ from deploymate.auth.models import ApiToken, AuthSession, User
 from deploymate.core.events import EventRecord
 from deploymate.deployments.models import Deployment, DeploymentEvent, DeploymentTemplate, Release
 from deploymate.jobs.models import DeployLock, Job, JobEvent
+from deploymate.monitoring.models import MonitorChange, MonitorState
 from deploymate.notifications.models import Notification, Webhook, WebhookDelivery
 from deploymate.registries.models import Registry
 from deploymate.servers.models import Server
@@ -25,6 +26,8 @@ __all__ = [
     "EventRecord",
     "Job",
     "JobEvent",
+    "MonitorChange",
+    "MonitorState",
     "Notification",
     "Registry",
     "Release",

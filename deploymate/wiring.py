@@ -18,6 +18,7 @@ from deploymate.context import AppContext
 from deploymate.deployments import jobs as deployment_jobs
 from deploymate.jobs.models import Job
 from deploymate.jobs.worker import Worker
+from deploymate.monitoring import loop as monitor
 from deploymate.notifications import outbox
 from deploymate.notifications.service import EVENTS
 from deploymate.notifications.subscriber import NotifyOnEvent
@@ -62,7 +63,8 @@ async def reconcile(context: AppContext, job: Job) -> None:
 
 @asynccontextmanager
 async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worker]:
-    """The job worker, the event bus and the SSH reaper, all stopped on the way out.
+    """The job worker, the event bus, the SSH reaper, preview expiry and the monitor of
+    servers and deployments, all stopped on the way out.
 
     `embedded` is the worker inside `deploymate serve`; with SQLite it is the only process, so
     at start-up every job still marked running was orphaned by a previous process."""
@@ -81,6 +83,7 @@ async def running(context: AppContext, *, embedded: bool) -> AsyncIterator[Worke
         asyncio.create_task(_close_idle_connections(context.pool), name="ssh-reaper"),
         asyncio.create_task(context.bus.run(context.sessions), name="event-bus"),
         asyncio.create_task(_reap_previews(context), name="preview-reaper"),
+        asyncio.create_task(monitor.run(context), name="monitor"),
     ]
     await worker.start()
     try:

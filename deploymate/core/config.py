@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     image_shipping: Literal["registry", "stream"] = "registry"
     # How often the worker looks for previews past their expiry (seconds).
     preview_reap_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    # Continuous monitoring (seconds between rounds; 0 turns that half off): every server
+    # (reachability, Docker, disk, proxy) and every running deployment (container, restarts,
+    # health), with at most `monitor_concurrency` servers checked at once.
+    monitor_server_seconds: float = Field(default=60.0, ge=0, le=86400)
+    monitor_deployment_seconds: float = Field(default=30.0, ge=0, le=86400)
+    monitor_concurrency: int = Field(default=4, ge=1, le=64)
     # The proxy in front of deployments with domains; any image with a `caddy` binary works.
     proxy_image: str = Field(default="caddy:2", min_length=1, max_length=512)
     # Host directories (comma-separated absolute paths) under which admins may bind-mount;
@@ -77,6 +83,13 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+psycopg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("monitor_server_seconds", "monitor_deployment_seconds")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if 0 < value < 0.1:
+            raise ValueError("0 (off) or at least 0.1 seconds")
         return value
 
     @field_validator("trusted_proxies")
