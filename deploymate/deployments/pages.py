@@ -35,6 +35,7 @@ from deploymate.deployments.schemas import (
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import Job
+from deploymate.monitoring import service as monitor
 from deploymate.servers import service as servers
 from deploymate.servers.models import Server
 from deploymate.servers.targets import may_use_control_host
@@ -288,6 +289,10 @@ async def _detail_page(
         "starting": starting,
         "idle": idle,
         "watch_state": json.dumps(await service.state_of(db, dep.id)),
+        "monitoring": await monitor.view_of(db, monitor.DEPLOYMENT, dep.id),
+        "server_monitoring": (
+            await monitor.view_of(db, monitor.SERVER, server.id) if server is not None else None
+        ),
         "address": server.host if server else None,
         "domain_links": [
             {"domain": domain, "url": presenters.domain_url(dep, domain)}

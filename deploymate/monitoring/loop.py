@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -40,33 +41,37 @@ SERVER_BUDGET = 90.0  # seconds one server's checks may take in all
 async def run(context: AppContext) -> None:
     """Both rounds on their intervals until cancelled (a 0 interval: that half is off)."""
     settings = context.settings
-    rounds = [
-        _every(settings.monitor_server_seconds, lambda: check_servers(context), "servers"),
-        _every(
-            settings.monitor_deployment_seconds, lambda: check_deployments(context), "deployments"
-        ),
-    ]
-    await asyncio.gather(*(r for r in rounds if r is not None))
+    rounds = {
+        "monitor-servers": (settings.monitor_server_seconds, check_servers),
+        "monitor-deployments": (settings.monitor_deployment_seconds, check_deployments),
+    }
+    await _each(
+        {name: _every(seconds, one, context) for name, (seconds, one) in rounds.items() if seconds}
+    )
 
 
-def _every(
-    seconds: float, one_round: Callable[[], Awaitable[None]], what: str
-) -> Awaitable[None] | None:
-    if seconds <= 0:
-        return None
+async def _every(
+    seconds: float, one_round: Callable[[AppContext], Awaitable[None]], context: AppContext
+) -> None:
+    clock = asyncio.get_running_loop()
+    next_at = clock.time() + seconds  # the first round after one interval
+    while True:
+        await asyncio.sleep(max(0.0, next_at - clock.time()))
+        next_at = clock.time() + seconds  # from this round's start
+        try:
+            await one_round(context)
+        except Exception:
+            log.exception("a monitoring round failed; the next one retries")
 
-    async def loop() -> None:
-        clock = asyncio.get_running_loop()
-        next_at = clock.time() + seconds  # the first round after one interval
-        while True:
-            await asyncio.sleep(max(0.0, next_at - clock.time()))
-            next_at = clock.time() + seconds  # from this round's start
-            try:
-                await one_round()
-            except Exception:
-                log.exception("monitoring round of the %s failed; the next one retries", what)
 
-    return loop()
+async def _each(named: dict[str, Coroutine[Any, Any, None]]) -> None:
+    """Run these at once as named tasks (the app's background tasks carry their names); one
+    that fails is logged and the others go on."""
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in named.items()]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, Exception):
+            log.error("%s failed", task.get_name(), exc_info=result)
 
 
 # --- servers ------------------------------------------------------------------------------------
@@ -94,11 +99,13 @@ async def check_servers(context: AppContext) -> None:
         await service.forget(db, SERVER, [s.id for s in servers])
         await db.commit()
     gate = asyncio.Semaphore(context.settings.monitor_concurrency)
-    await asyncio.gather(
-        *(
-            _check_server(context, gate, s, proxy_needed=s.id in routed, known=known.get(s.id, {}))
+    await _each(
+        {
+            f"monitor-server-{s.id}": _check_server(
+                context, gate, s, proxy_needed=s.id in routed, known=known.get(s.id, {})
+            )
             for s in servers
-        )
+        }
     )
 
 
@@ -224,9 +231,9 @@ async def check_deployments(context: AppContext) -> None:
             continue
         by_target.setdefault(dep.server_id, []).append((dep, name))
     gate = asyncio.Semaphore(context.settings.monitor_concurrency)
-    await asyncio.gather(
-        *(
-            _check_target(
+    await _each(
+        {
+            f"monitor-target-{server_id or 'control'}": _check_target(
                 context,
                 gate,
                 servers.get(server_id) if server_id is not None else None,
@@ -235,7 +242,7 @@ async def check_deployments(context: AppContext) -> None:
             )
             for server_id, watched in by_target.items()
             if server_id is None or server_id in servers
-        )
+        }
     )
 
 

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import String, and_, case, delete, literal, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.core import events
 from deploymate.core.db import utcnow
-from deploymate.deployments.models import DeploymentEvent
+from deploymate.deployments.models import Deployment, DeploymentEvent
 from deploymate.monitoring.models import MonitorChange, MonitorState
+from deploymate.servers.models import Server
 
 OK = "ok"
 SERVER = "server"
@@ -388,7 +389,8 @@ class SubjectView:
         return max(c.last_checked_at for c in self.checks)
 
 
-def _view(kind: str, subject_id: int, rows: list[MonitorState], now: datetime) -> SubjectView:
+def _view(kind: str, subject_id: int, rows: Sequence[Any], now: datetime) -> SubjectView:
+    """`rows`: MonitorState rows, or result rows with the same column names."""
     order = SERVER_CHECKS if kind == SERVER else DEPLOYMENT_CHECKS
     rows = sorted(rows, key=lambda r: order.index(r.check_name) if r.check_name in order else 99)
     return SubjectView(
@@ -428,6 +430,73 @@ async def views(
 
 async def view_of(db: AsyncSession, kind: str, subject_id: int) -> SubjectView | None:
     return (await views(db, kind, [subject_id])).get(subject_id)
+
+
+@dataclass
+class Named:
+    """A subject with its name, and its monitoring state (None: not checked yet)."""
+
+    id: int
+    name: str
+    view: SubjectView | None
+    host: str | None = None
+    pinned: bool = True
+
+
+async def overview(db: AsyncSession) -> tuple[list[Named], list[Named]]:
+    """Every server with its state, and every deployment with a problem: one statement."""
+    state = MonitorState
+    columns = (
+        state.check_name,
+        state.state,
+        state.since,
+        state.detail,
+        state.last_checked_at,
+    )
+    servers = (
+        select(
+            literal(SERVER).label("kind"),
+            Server.id.label("id"),
+            Server.name.label("name"),
+            Server.host.label("host"),
+            case((Server.host_key.is_(None), 0), else_=1).label("pinned"),
+            *columns,
+        )
+        .select_from(Server)
+        .outerjoin(state, and_(state.subject_kind == SERVER, state.subject_id == Server.id))
+    )
+    problems = (
+        select(
+            literal(DEPLOYMENT).label("kind"),
+            Deployment.id.label("id"),
+            Deployment.name.label("name"),
+            null().cast(String).label("host"),
+            literal(1).label("pinned"),
+            *columns,
+        )
+        .select_from(state)
+        .join(Deployment, and_(state.subject_kind == DEPLOYMENT, Deployment.id == state.subject_id))
+        .where(state.state != OK)
+    )
+    grouped: dict[tuple[str, int], list[Any]] = {}
+    found: Sequence[Any] = (await db.execute(union_all(servers, problems))).all()
+    for row in found:
+        grouped.setdefault((row.kind, row.id), []).append(row)
+    now = utcnow()
+    out: dict[str, list[Named]] = {SERVER: [], DEPLOYMENT: []}
+    for (kind, subject_id), rows in grouped.items():
+        checked = [r for r in rows if r.check_name is not None]
+        first = rows[0]
+        out[kind].append(
+            Named(
+                subject_id,
+                first.name,
+                _view(kind, subject_id, checked, now) if checked else None,
+                first.host,
+                bool(first.pinned),
+            )
+        )
+    return out[SERVER], out[DEPLOYMENT]
 
 
 async def recent_changes(

@@ -18,6 +18,7 @@ from deploymate.core.db import utcnow
 from deploymate.deployments import service as deployments
 from deploymate.deployments.models import Deployment, DeploymentEvent
 from deploymate.jobs.models import Job
+from deploymate.monitoring import service as monitor
 from deploymate.servers.models import Server
 
 LISTED = 50  # failing deployments and unreachable servers shown at most
@@ -93,6 +94,7 @@ async def overview(db: AsyncSession) -> dict[str, Any]:
         )
     ).scalars()
     return {
+        "monitoring": await monitoring(db),
         "servers": {"total": sum(by_server.values()), "by_status": by_server},
         "deployments": {"total": sum(by_deployment.values()), "by_status": by_deployment},
         "failing_deployments": [
@@ -128,6 +130,47 @@ async def overview(db: AsyncSession) -> dict[str, Any]:
         "recent_failures": [
             {"at": a.created_at, "actor": a.actor_name, "action": a.action, "target": a.target_id}
             for a in security
+        ],
+    }
+
+
+def _state_of(view: monitor.SubjectView | None, *, pinned: bool = True) -> dict[str, Any]:
+    if view is None or not view.checks:
+        summary = "not checked yet" if pinned else "not watched: no pinned host key"
+        return {
+            "state": "unchecked",
+            "words": "unchecked",
+            "summary": summary,
+            "since": None,
+            "since_text": "",
+            "checks": [],
+        }
+    head = view.headline
+    return {
+        "state": head.state,
+        "words": head.words,
+        "summary": view.summary,
+        "since_text": head.since_text,
+        "detail": head.detail if not head.ok else "",
+        "since": head.since,
+        "last_checked_at": view.last_checked_at,
+        "checks": [c.as_dict() for c in view.checks],
+    }
+
+
+async def monitoring(db: AsyncSession) -> dict[str, Any]:
+    """What the monitor sees now: servers (those with a problem first) with their state and
+    since when, and every deployment with a problem (the oldest first)."""
+    servers, deployments = await monitor.overview(db)
+    servers.sort(key=lambda s: (s.view is None or s.view.ok, s.name))
+    deployments.sort(key=lambda d: (d.view.headline.since if d.view else utcnow(), d.name))
+    return {
+        "servers": [
+            {"id": s.id, "name": s.name, "host": s.host, **_state_of(s.view, pinned=s.pinned)}
+            for s in servers[:LISTED]
+        ],
+        "deployments": [
+            {"id": d.id, "name": d.name, **_state_of(d.view)} for d in deployments[:LISTED]
         ],
     }
 

@@ -17,6 +17,7 @@ from deploymate.core.caller import Caller
 from deploymate.core.errors import DeployMateError
 from deploymate.core.ids import parse_id
 from deploymate.deps import CallerDep, ContextDep, DbDep, IdPath
+from deploymate.monitoring import service as monitor
 from deploymate.runtime import proxy
 from deploymate.runtime.errors import RuntimeFailure
 from deploymate.servers import checks, presenters, service
@@ -33,6 +34,7 @@ PAGE = "/app/server-review"
 TEXT_FIELDS = ("name", "host", "username", "purpose", "criticality", "notes")
 SECRET_FIELDS = ("private_key", "passphrase", "password")
 PROXY_TIMEOUT = 15.0  # seconds for the proxy's state on a server's own view
+CHANGES = 10  # the monitor's latest changes on a server's own view
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -53,6 +55,7 @@ async def _page(
     servers = await presenters.present(
         db, servers=await service.list_for(db, caller=me), cipher=context.cipher
     )
+    watched = await monitor.views(db, monitor.SERVER, [s.id for s in servers])
     edit_id = request.query_params.get("edit")
     editing = next((s for s in servers if edit_id and str(s.id) == edit_id), None)
     base = {
@@ -65,6 +68,8 @@ async def _page(
         "result": None,
         "diagnostics": None,
         "proxy_state": None,
+        "monitoring": watched,
+        "changes": None,
     }
     return render(request, "servers.html", {**base, **extra}, me=me, status=status)
 
@@ -243,6 +248,9 @@ async def diagnostics(
         diagnostics=asdict(facts),
         proxy_state=await _proxy_state(context, server),
         proxy_server=server.name,
+        changes=await monitor.recent_changes(
+            db, kind=monitor.SERVER, subject_id=server_id, limit=CHANGES
+        ),
         result_server_id=server_id,
     )
 
