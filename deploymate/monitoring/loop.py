@@ -267,6 +267,9 @@ async def _check_target(
                     return  # the server's own check says so; its deployments stay as they were
                 log.warning("checking deployment %s failed: %s", dep.name, exc.detail)
                 continue
+            except OSError as exc:  # the control host without a docker CLI
+                log.warning("checking deployment %s failed: %s", dep.name, exc)
+                return
             if seen is not None:
                 await _store(context, dep, server, seen)
 

@@ -184,6 +184,7 @@ def test_a_server_round_marks_an_unreachable_server_once(admin: TestClient) -> N
     )
     assert res.status_code == 201, res.text
     server_id = res.json()["id"]
+    edited = res.json()["updated_at"]
 
     async def rounds(db: AsyncSession) -> None:
         for _ in range(3):
@@ -194,6 +195,7 @@ def test_a_server_round_marks_an_unreachable_server_once(admin: TestClient) -> N
     server = admin.get(f"/api/servers/{server_id}").json()
     assert server["last_check_ok"] is False
     assert "nothing accepts connections" in server["last_check_message"]
+    assert server["updated_at"] == edited  # a check is not an edit
     overview = admin.get("/api/ops/overview").json()["monitoring"]
     (listed,) = overview["servers"]
     assert listed["name"] == "closed" and listed["state"] == "unreachable"
