@@ -18,10 +18,10 @@ from deploymate.context import AppContext
 from deploymate.deployments import jobs as deployment_jobs
 from deploymate.jobs.models import Job
 from deploymate.jobs.worker import Worker
-from deploymate.monitoring import loop as monitor
 from deploymate.notifications import outbox
 from deploymate.notifications.service import EVENTS
 from deploymate.notifications.subscriber import NotifyOnEvent
+from deploymate.ops import monitor
 from deploymate.runtime.ssh import SSHPool
 
 log = logging.getLogger("deploymate.worker")

@@ -1,6 +1,9 @@
-"""Continuous monitoring's rules: a check's state now against the one stored, and what a change
-announces (an activity entry, a notification and a webhook event, once per change).
+"""Continuous monitoring's record and rules: a check's state now against the one stored, and
+what a change announces (a line in the monitoring log and an event for notifications and
+webhooks), once per change.
 
+Like the audit log, the record sits below the domains it is about and imports none of them, so
+their pages can show it; the rounds that look at servers and deployments are ops/monitor.py.
 The decision is pure (`change`): the first observation of a healthy state is stored silently,
 the first of a problem is announced, and after that only a different state is a change. Writing
 it is a compare-and-set on the stored state, so two processes watching the same subject never
@@ -14,15 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, case, delete, literal, null, select, union_all, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.core import events
 from deploymate.core.db import utcnow
-from deploymate.deployments.models import Deployment, DeploymentEvent
 from deploymate.monitoring.models import MonitorChange, MonitorState
-from deploymate.servers.models import Server
 
 OK = "ok"
 SERVER = "server"
@@ -271,8 +272,7 @@ async def record(
 def announce(
     db: AsyncSession, subject: Subject, item: Change, now: datetime, *, emit: bool = True
 ) -> None:
-    """The change in the monitoring log (and a deployment's activity), and as an event for
-    notifications and webhooks."""
+    """The change in the monitoring log, and as an event for notifications and webhooks."""
     text = message(subject, item, now)
     db.add(
         MonitorChange(
@@ -287,10 +287,6 @@ def announce(
             detail=item.detail,
         )
     )
-    if subject.kind == DEPLOYMENT:
-        db.add(
-            DeploymentEvent(deployment_id=subject.id, actor=ACTOR, action=item.event, message=text)
-        )
     if not emit:
         return
     events.emit(
@@ -389,7 +385,7 @@ class SubjectView:
         return max(c.last_checked_at for c in self.checks)
 
 
-def _view(kind: str, subject_id: int, rows: Sequence[Any], now: datetime) -> SubjectView:
+def view(kind: str, subject_id: int, rows: Sequence[Any], now: datetime) -> SubjectView:
     """`rows`: MonitorState rows, or result rows with the same column names."""
     order = SERVER_CHECKS if kind == SERVER else DEPLOYMENT_CHECKS
     rows = sorted(rows, key=lambda r: order.index(r.check_name) if r.check_name in order else 99)
@@ -425,78 +421,11 @@ async def views(
     for row in (await db.execute(stmt)).scalars():
         by_subject.setdefault(row.subject_id, []).append(row)
     now = utcnow()
-    return {i: _view(kind, i, rows, now) for i, rows in by_subject.items()}
+    return {i: view(kind, i, rows, now) for i, rows in by_subject.items()}
 
 
 async def view_of(db: AsyncSession, kind: str, subject_id: int) -> SubjectView | None:
     return (await views(db, kind, [subject_id])).get(subject_id)
-
-
-@dataclass
-class Named:
-    """A subject with its name, and its monitoring state (None: not checked yet)."""
-
-    id: int
-    name: str
-    view: SubjectView | None
-    host: str | None = None
-    pinned: bool = True
-
-
-async def overview(db: AsyncSession) -> tuple[list[Named], list[Named]]:
-    """Every server with its state, and every deployment with a problem: one statement."""
-    state = MonitorState
-    columns = (
-        state.check_name,
-        state.state,
-        state.since,
-        state.detail,
-        state.last_checked_at,
-    )
-    servers = (
-        select(
-            literal(SERVER).label("kind"),
-            Server.id.label("id"),
-            Server.name.label("name"),
-            Server.host.label("host"),
-            case((Server.host_key.is_(None), 0), else_=1).label("pinned"),
-            *columns,
-        )
-        .select_from(Server)
-        .outerjoin(state, and_(state.subject_kind == SERVER, state.subject_id == Server.id))
-    )
-    problems = (
-        select(
-            literal(DEPLOYMENT).label("kind"),
-            Deployment.id.label("id"),
-            Deployment.name.label("name"),
-            null().cast(String).label("host"),
-            literal(1).label("pinned"),
-            *columns,
-        )
-        .select_from(state)
-        .join(Deployment, and_(state.subject_kind == DEPLOYMENT, Deployment.id == state.subject_id))
-        .where(state.state != OK)
-    )
-    grouped: dict[tuple[str, int], list[Any]] = {}
-    found: Sequence[Any] = (await db.execute(union_all(servers, problems))).all()
-    for row in found:
-        grouped.setdefault((row.kind, row.id), []).append(row)
-    now = utcnow()
-    out: dict[str, list[Named]] = {SERVER: [], DEPLOYMENT: []}
-    for (kind, subject_id), rows in grouped.items():
-        checked = [r for r in rows if r.check_name is not None]
-        first = rows[0]
-        out[kind].append(
-            Named(
-                subject_id,
-                first.name,
-                _view(kind, subject_id, checked, now) if checked else None,
-                first.host,
-                bool(first.pinned),
-            )
-        )
-    return out[SERVER], out[DEPLOYMENT]
 
 
 async def recent_changes(

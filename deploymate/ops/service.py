@@ -5,10 +5,12 @@ Counts are GROUP BY queries and lists are bounded, so the cost does not grow wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import String, and_, case, func, literal, null, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit.models import AuditEvent
@@ -19,6 +21,7 @@ from deploymate.deployments import service as deployments
 from deploymate.deployments.models import Deployment, DeploymentEvent
 from deploymate.jobs.models import Job
 from deploymate.monitoring import service as monitor
+from deploymate.monitoring.models import MonitorState
 from deploymate.servers.models import Server
 
 LISTED = 50  # failing deployments and unreachable servers shown at most
@@ -134,6 +137,76 @@ async def overview(db: AsyncSession) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Named:
+    """A subject with its name, and its monitoring state (None: not checked yet)."""
+
+    id: int
+    name: str
+    view: monitor.SubjectView | None
+    host: str | None = None
+    pinned: bool = True
+
+
+async def _watched(db: AsyncSession) -> tuple[list[Named], list[Named]]:
+    """Every server with its state, and every deployment with a problem: one statement."""
+    state = MonitorState
+    columns = (
+        state.check_name,
+        state.state,
+        state.since,
+        state.detail,
+        state.last_checked_at,
+    )
+    servers = (
+        select(
+            literal(monitor.SERVER).label("kind"),
+            Server.id.label("id"),
+            Server.name.label("name"),
+            Server.host.label("host"),
+            case((Server.host_key.is_(None), 0), else_=1).label("pinned"),
+            *columns,
+        )
+        .select_from(Server)
+        .outerjoin(state, and_(state.subject_kind == monitor.SERVER, state.subject_id == Server.id))
+    )
+    problems = (
+        select(
+            literal(monitor.DEPLOYMENT).label("kind"),
+            Deployment.id.label("id"),
+            Deployment.name.label("name"),
+            null().cast(String).label("host"),
+            literal(1).label("pinned"),
+            *columns,
+        )
+        .select_from(state)
+        .join(
+            Deployment,
+            and_(state.subject_kind == monitor.DEPLOYMENT, Deployment.id == state.subject_id),
+        )
+        .where(state.state != monitor.OK)
+    )
+    grouped: dict[tuple[str, int], list[Any]] = {}
+    found: Sequence[Any] = (await db.execute(union_all(servers, problems))).all()
+    for row in found:
+        grouped.setdefault((row.kind, row.id), []).append(row)
+    now = utcnow()
+    out: dict[str, list[Named]] = {monitor.SERVER: [], monitor.DEPLOYMENT: []}
+    for (kind, subject_id), rows in grouped.items():
+        checked = [r for r in rows if r.check_name is not None]
+        first = rows[0]
+        out[kind].append(
+            Named(
+                subject_id,
+                first.name,
+                monitor.view(kind, subject_id, checked, now) if checked else None,
+                first.host,
+                bool(first.pinned),
+            )
+        )
+    return out[monitor.SERVER], out[monitor.DEPLOYMENT]
+
+
 def _state_of(view: monitor.SubjectView | None, *, pinned: bool = True) -> dict[str, Any]:
     if view is None or not view.checks:
         summary = "not checked yet" if pinned else "not watched: no pinned host key"
@@ -161,7 +234,7 @@ def _state_of(view: monitor.SubjectView | None, *, pinned: bool = True) -> dict[
 async def monitoring(db: AsyncSession) -> dict[str, Any]:
     """What the monitor sees now: servers (those with a problem first) with their state and
     since when, and every deployment with a problem (the oldest first)."""
-    servers, deployments = await monitor.overview(db)
+    servers, deployments = await _watched(db)
     servers.sort(key=lambda s: (s.view is None or s.view.ok, s.name))
     deployments.sort(key=lambda d: (d.view.headline.since if d.view else utcnow(), d.name))
     return {

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploymate.core.db import utcnow
 from deploymate.core.events import EventRecord
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
-from deploymate.monitoring import loop, service
+from deploymate.monitoring import service
 from deploymate.monitoring.models import MonitorChange, MonitorState
 from deploymate.monitoring.service import DEPLOYMENT, OK, SERVER, Seen, Subject
+from deploymate.ops import monitor as rounds
 from deploymate.servers.models import Server
 from tests.conftest import ADMIN_PASSWORD
 from tests.support.api import login, run_in_app
@@ -88,7 +89,7 @@ async def _world(db: AsyncSession) -> dict[str, int]:
 
 def _record(client: TestClient, subject: Subject, *seen: Seen, **kw: Any) -> list[str]:
     async def go(db: AsyncSession) -> list[str]:
-        found = await service.record(db, subject, list(seen), **kw)
+        found = await rounds.record(db, subject, list(seen), **kw)
         await db.commit()
         return [c.event for c in found]
 
@@ -159,8 +160,8 @@ def test_stopped_deployments_and_deleted_servers_are_forgotten(admin: TestClient
         dep.status = "stopped"
         await db.commit()
         context = admin.app.state.context  # type: ignore[attr-defined]
-        await loop.check_deployments(context)
-        await loop.check_servers(context)  # web-1 has no pinned key: not watched
+        await rounds.check_deployments(context)
+        await rounds.check_servers(context)  # web-1 has no pinned key: not watched
         rows = await db.execute(select(MonitorState.subject_kind, MonitorState.subject_id))
         return [(k, i) for k, i in rows.all()]
 
@@ -186,11 +187,11 @@ def test_a_server_round_marks_an_unreachable_server_once(admin: TestClient) -> N
     server_id = res.json()["id"]
     edited = res.json()["updated_at"]
 
-    async def rounds(db: AsyncSession) -> None:
+    async def three_rounds(db: AsyncSession) -> None:
         for _ in range(3):
-            await loop.check_servers(admin.app.state.context)  # type: ignore[attr-defined]
+            await rounds.check_servers(admin.app.state.context)  # type: ignore[attr-defined]
 
-    run_in_app(admin, rounds)
+    run_in_app(admin, three_rounds)
     assert run_in_app(admin, _counts)["events"] == ["server.unreachable"]
     server = admin.get(f"/api/servers/{server_id}").json()
     assert server["last_check_ok"] is False

@@ -1,6 +1,8 @@
-"""The monitor's rounds: every server each `DEPLOYMATE_MONITOR_SERVER_SECONDS`, every running
-deployment each `DEPLOYMATE_MONITOR_DEPLOYMENT_SECONDS`, at most `DEPLOYMATE_MONITOR_CONCURRENCY`
-servers at once, one SSH connection per server (the pool's, reused between rounds).
+"""The monitor's rounds (started by wiring.py in every worker): every server each
+`DEPLOYMATE_MONITOR_SERVER_SECONDS`, every running deployment each
+`DEPLOYMATE_MONITOR_DEPLOYMENT_SECONDS`, at most `DEPLOYMATE_MONITOR_CONCURRENCY` servers at once,
+one SSH connection per server (the pool's, reused between rounds). The probes and the rules are
+the monitoring domain's; a deployment's changes are entries in its activity too.
 
 Watched: servers with a pinned host key; deployments that run by intent (status running, with
 a serving release) and that no job holds right now. A deploy, stop or restart in progress, a
@@ -12,21 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.audit import service as audit
 from deploymate.context import AppContext
 from deploymate.core.caller import Caller
 from deploymate.core.db import utcnow
 from deploymate.core.errors import DeployMateError
-from deploymate.deployments.models import Deployment, Release
+from deploymate.deployments.models import Deployment, DeploymentEvent, Release
 from deploymate.jobs import service as jobs
 from deploymate.jobs.models import DeployLock
 from deploymate.monitoring import checks, service
-from deploymate.monitoring.service import DEPLOYMENT, OK, SERVER, Known, Seen, Subject
+from deploymate.monitoring.service import DEPLOYMENT, OK, SERVER, Change, Known, Seen, Subject
 from deploymate.runtime.errors import RuntimeFailure
 from deploymate.runtime.executor import Executor
 from deploymate.runtime.health import HealthCheck
@@ -72,6 +76,32 @@ async def _each(named: dict[str, Coroutine[Any, Any, None]]) -> None:
     for task, result in zip(tasks, results, strict=True):
         if isinstance(result, Exception):
             log.error("%s failed", task.get_name(), exc_info=result)
+
+
+async def record(
+    db: AsyncSession,
+    subject: Subject,
+    seen: Sequence[Seen],
+    *,
+    now: datetime | None = None,
+    announced: Collection[str] = (),
+) -> list[Change]:
+    """Store what was seen and announce each change (monitoring.service.record); a
+    deployment's changes are also entries in its activity. The caller commits."""
+    now = now or utcnow()
+    changes = await service.record(db, subject, seen, now=now, announced=announced)
+    if subject.kind == DEPLOYMENT:
+        for item in changes:
+            db.add(
+                DeploymentEvent(
+                    deployment_id=subject.id,
+                    created_at=now,
+                    actor=service.ACTOR,
+                    action=item.event,
+                    message=service.message(subject, item, now),
+                )
+            )
+    return changes
 
 
 # --- servers ------------------------------------------------------------------------------------
@@ -160,7 +190,7 @@ async def _check_server(
             else set()
         )
         subject = Subject(SERVER, fresh.id, fresh.name, fresh.owner_id)
-        changes = await service.record(db, subject, seen, now=now, announced=announced)
+        changes = await record(db, subject, seen, now=now, announced=announced)
         if not proxy_needed:
             await service.drop(db, SERVER, fresh.id, ["proxy"])
         for item in changes:
@@ -301,5 +331,5 @@ async def _store(context: AppContext, dep: Deployment, server: Server | None, se
         if lock is not None and lock.expires_at > await jobs.db_now(db):
             return
         where = f"{fresh.name} on {server.name}" if server is not None else fresh.name
-        await service.record(db, Subject(DEPLOYMENT, fresh.id, where, fresh.owner_id), [seen])
+        await record(db, Subject(DEPLOYMENT, fresh.id, where, fresh.owner_id), [seen])
         await db.commit()
