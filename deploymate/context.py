@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from deploymate.core import db
+from deploymate.core import db, failpoints
 from deploymate.core.config import Settings
 from deploymate.core.crypto import Cipher, cipher_from_settings
 from deploymate.core.events import EventBus
@@ -71,6 +71,7 @@ def build(settings: Settings) -> AppContext:
     """Engine, sessions (each carrying the event bus), cipher and SSH pool; nothing started."""
     engine = db.make_engine(settings.resolved_database_url)
     bus = EventBus()
+    failpoints.arm(settings.failpoints)
     return AppContext(
         settings=settings,
         engine=engine,

@@ -89,6 +89,10 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "admin_username": "admin",
         "admin_password": ADMIN_PASSWORD,
         "proxy_image": "dm-test/caddy:2",  # built offline (tests/support/images.py)
+        # Monitoring rounds would add notifications to tests that count them; the tests of
+        # monitoring turn it on with their own intervals.
+        "monitor_server_seconds": 0,
+        "monitor_deployment_seconds": 0,
     }
     values.update(overrides)
     return Settings(**values)

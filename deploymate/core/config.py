@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     monitor_concurrency: int = Field(default=4, ge=1, le=64)
     # The proxy in front of deployments with domains; any image with a `caddy` binary works.
     proxy_image: str = Field(default="caddy:2", min_length=1, max_length=512)
+    # Fault-injection tests only (core/failpoints.py): steps of a release where the process
+    # holds, `release.switch` or `release.health=3`; refused in production.
+    failpoints: str = ""
     # Host directories (comma-separated absolute paths) under which admins may bind-mount;
     # empty: no bind mounts at all, only named volumes.
     bind_mount_roots: str = ""
@@ -92,6 +95,14 @@ class Settings(BaseSettings):
             raise ValueError("0 (off) or at least 0.1 seconds")
         return value
 
+    @field_validator("failpoints")
+    @classmethod
+    def _failpoints(cls, value: str) -> str:
+        from deploymate.core.failpoints import parse
+
+        parse(value)
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: str) -> str:
@@ -107,6 +118,8 @@ class Settings(BaseSettings):
     def _production_guards(self) -> Settings:
         if self.env != "production":
             return self
+        if self.failpoints:
+            raise ValueError("DEPLOYMATE_FAILPOINTS is for fault-injection tests, never production")
         if self.server_credentials_key is None:
             raise ValueError(
                 "DEPLOYMATE_SERVER_CREDENTIALS_KEY is required in production"

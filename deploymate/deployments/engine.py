@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from deploymate.core import failpoints
 from deploymate.runtime import docker, environ, smoke
 from deploymate.runtime.errors import CommandFailed, RuntimeFailure
 from deploymate.runtime.executor import Executor
@@ -216,7 +217,9 @@ async def deploy(executor: Executor, plan: Plan, previous: str | None, log: Log)
     prev_state = await state(executor, previous) if previous else None
     if prev_state is not None and prev_state.running:
         candidate = plan.spec(docker.ROLE_CANDIDATE, publish=False)
+        await failpoints.reach("release.start", log)
         await _start(executor, candidate, log)
+        await failpoints.reach("release.health", log)
         probe = await verify(executor, candidate.name, plan, log)
         if not probe.ok:
             await _discard(executor, candidate.name, log, "unhealthy")
@@ -286,17 +289,20 @@ async def prepare(executor: Executor, plan: Plan, log: Log) -> Outcome:
     """Start the new release once, without a public port, and hold it to its gates (health at
     its own address, the required-env guard); a failure removes it. Nothing is switched."""
     new = plan.spec(docker.ROLE_SERVING, publish=False)
+    await failpoints.reach("release.start", log)
     try:
         await _start(executor, new, log)
     except RuntimeFailure as exc:
         await executor.run(docker.remove(new.name))
         return Outcome(False, exc.detail)
+    await failpoints.reach("release.health", log)
     probe = await verify(executor, new.name, plan, log)
     if not probe.ok:
         await _discard(executor, new.name, log, "unhealthy")
         return Outcome(False, probe.detail)
     where = "" if plan.health.type == "running" else " at its own address"
     await log(f"healthy{where}: {probe.detail}")
+    await failpoints.reach("release.env_guard", log)
     problem = await _missing_env(executor, new.name, plan, log)
     if problem:
         await _discard(executor, new.name, log, "required env missing")
@@ -327,6 +333,7 @@ async def deploy_routed(
     if not ready.ok:
         return ready
     probe = Probe(True, ready.detail)
+    await failpoints.reach("release.switch", log)
     started = time.monotonic()
     try:
         await router.switch(plan.upstream)
@@ -337,6 +344,7 @@ async def deploy_routed(
         f"proxy switched {', '.join(plan.domains)} to {new.name} in "
         f"{time.monotonic() - started:.2f}s"
     )
+    await failpoints.reach("release.smoke", log)
     results = await run_smoke(executor, plan, new.name, await router.address(), log)
     failed = [r for r in results if not r.ok]
     if failed:
@@ -365,9 +373,11 @@ async def deploy_routed(
 
 async def retire(executor: Executor, name: str, drain_seconds: float, log: Log) -> None:
     """Let in-flight requests of the old container finish, then stop and remove it."""
+    await failpoints.reach("release.drain", log)
     if drain_seconds > 0:
         await log(f"draining {name} for {drain_seconds:g}s (in-flight requests finish)")
         await asyncio.sleep(drain_seconds)
+    await failpoints.reach("release.cleanup", log)
     await executor.run(docker.stop_and_remove(name))
     await log(f"stopped and removed the previous container {name}")
 

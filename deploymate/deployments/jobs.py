@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploymate.context import AppContext
-from deploymate.core import events
+from deploymate.core import events, failpoints
 from deploymate.core.db import utcnow
 from deploymate.deployments import engine, recovery, routing
 from deploymate.deployments.models import Deployment, DeploymentEvent, Release
@@ -162,6 +162,7 @@ async def deploy(ctx: JobContext) -> None:
     )
     routed = bool(release.config.get("domains"))
     try:
+        await failpoints.reach("release.image", step)
         # The image and the proxy are independent: both are made sure of at once (a running
         # proxy costs one inspect; its network then exists for the new container).
         info, _ = await asyncio.gather(

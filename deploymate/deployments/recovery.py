@@ -59,14 +59,21 @@ def settle(
     if out.serving_id is None:
         out.status = "deleted" if deleted else "failed"
         return out
-    serving = by_release.get(out.serving_id, [])
+    serving = by_release.pop(out.serving_id, [])
     if not serving:
         out.serving_id = None
         out.status, out.status_message = (
             "failed",
             "no container of the serving release on the target",
         )
-    elif serving[0]["state"] != "running" and job_kind in ("deploy", "start", "restart"):
+        return out
+    # Containers of other releases outlived an interrupted drain or clean-up: a finished job
+    # leaves only the release that serves.
+    for rows in by_release.values():
+        names = [str(row["name"]) for row in rows]
+        out.remove += names
+        out.notes.append(f"removed {', '.join(names)} (no longer serving)")
+    if serving[0]["state"] != "running" and job_kind in ("deploy", "start", "restart"):
         out.start = str(serving[0]["name"])
         out.status = "running"
         out.notes.append(f"restarted {out.start}")

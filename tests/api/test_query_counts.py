@@ -109,7 +109,16 @@ async def _add(db: Any, start: int, count: int) -> None:
 
 
 # The app's own background tasks are named (jobs/worker.py, wiring.py, notifications/outbox.py).
-BACKGROUND = ("worker-", "job-", "heartbeat-", "event-bus", "ssh-reaper", "webhook-")
+BACKGROUND = (
+    "worker-",
+    "job-",
+    "heartbeat-",
+    "event-bus",
+    "ssh-reaper",
+    "webhook-",
+    "preview-reaper",
+    "monitor",
+)
 
 
 def _in_request() -> bool:

@@ -50,11 +50,12 @@ def lab_host(lab: Lab) -> Iterator[LabHost]:
 
 @pytest.fixture
 def lab_host_factory(lab: Lab) -> Iterator[Callable[..., LabHost]]:
-    """`make(password_auth=False) -> LabHost`: fresh hosts for one test, removed after it."""
+    """`make(password_auth=False, disk_mb=None) -> LabHost`: fresh hosts for one test, removed
+    after it (`disk_mb`: Docker's data root on a tmpfs of that size)."""
     made: list[LabHost] = []
 
-    def make(*, password_auth: bool = False) -> LabHost:
-        host = lab.add_host(password_auth=password_auth)
+    def make(*, password_auth: bool = False, disk_mb: int | None = None) -> LabHost:
+        host = lab.add_host(password_auth=password_auth, disk_mb=disk_mb)
         made.append(host)
         return host
 

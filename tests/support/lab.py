@@ -266,8 +266,11 @@ class LabHost:
     ssh_port = 22
     username = "root"
 
-    def __init__(self, lab: Lab, index: int, *, password_auth: bool = False) -> None:
+    def __init__(
+        self, lab: Lab, index: int, *, password_auth: bool = False, disk_mb: int | None = None
+    ) -> None:
         self.lab = lab
+        self.disk_mb = disk_mb  # a tmpfs of that size under Docker's data root (disk-full tests)
         self.index = index
         self.name = f"{PREFIX}-{lab.run_id}-h{index}"
         self.netns = self.name
@@ -329,6 +332,10 @@ class LabHost:
         started = time.monotonic()
         self.dir.mkdir(parents=True)
         self._network()
+        if self.disk_mb is not None:
+            self.data_root.mkdir(parents=True)
+            size = f"size={self.disk_mb}m"
+            _run(["mount", "-t", "tmpfs", "-o", size, "dm-lab-disk", str(self.data_root)])
         self.dockerd_pid = self._start_dockerd()
         for key, passphrase in (
             (self.host_key, ""),
@@ -445,6 +452,20 @@ class LabHost:
         self.sshd_pid = None
         self.lab.save()
         _wait(lambda: not _ssh_banner(self.address, self.ssh_port), "sshd stop", 10)
+
+    def restart_dockerd(self) -> None:
+        """Stop dockerd as a service manager would (SIGTERM: its containers stop) and start it
+        again; containers with a restart policy come back."""
+        if self.dockerd_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.dockerd_pid, signal.SIGTERM)
+            proc = self._procs.pop(self.dockerd_pid, None)
+            if proc is not None:
+                proc.wait(60)
+        self.dockerd_pid = self._start_dockerd()
+        self.lab.save()
+        dockerd, log = self._procs[self.dockerd_pid], self.dir / "dockerd.log"
+        _wait(lambda: _docker_ping(self.docker_sock), "dockerd", 60, dockerd, log)
 
     def restart_sshd(self) -> None:
         self.stop_sshd()
@@ -662,17 +683,19 @@ class Lab:
             self.save()
             _run(["chpasswd"], input=f"{self.password_user}:{self.password}\n")
 
-    def add_host(self, *, password_auth: bool = False) -> LabHost:
+    def add_host(self, *, password_auth: bool = False, disk_mb: int | None = None) -> LabHost:
         """Start one more host and return it once sshd and dockerd both answer."""
-        return self.add_hosts(1, password_auth=password_auth)[0]
+        return self.add_hosts(1, password_auth=password_auth, disk_mb=disk_mb)[0]
 
-    def add_hosts(self, count: int, *, password_auth: bool = False) -> list[LabHost]:
+    def add_hosts(
+        self, count: int, *, password_auth: bool = False, disk_mb: int | None = None
+    ) -> list[LabHost]:
         """Start `count` hosts in parallel."""
         with self._lock:
             if self._next_index + count > MAX_HOSTS:
                 raise LabError(f"at most {MAX_HOSTS} hosts per lab")
             hosts = [
-                LabHost(self, self._next_index + i, password_auth=password_auth)
+                LabHost(self, self._next_index + i, password_auth=password_auth, disk_mb=disk_mb)
                 for i in range(count)
             ]
             self._next_index += count

@@ -91,6 +91,13 @@ class PostgresServer:
             database,
         ).stdout
 
+    def pause(self) -> None:
+        """Stop the server (its data kept) as an outage would: connections are cut."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        _pg_ctl_start(self)
+
     def stop(self) -> None:
         try:
             self._run(
@@ -128,9 +135,15 @@ def start() -> PostgresServer:
         "-E",
         "UTF8",
     )
+    _pg_ctl_start(server)
+    return server
+
+
+def _pg_ctl_start(server: PostgresServer) -> None:
+    datadir = server.datadir
     opts = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {datadir} -c fsync=off"
     server._run(
-        str(bindir / "pg_ctl"),
+        str(server.bindir / "pg_ctl"),
         "-D",
         str(datadir),
         "-o",
@@ -142,4 +155,3 @@ def start() -> PostgresServer:
         str(datadir / "server.log"),
         "start",
     )
-    return server

@@ -207,3 +207,11 @@ def test_nothing_left_on_the_target_means_nothing_serves() -> None:
     plan = settle([], current=1, inflight=2)
     assert plan.serving_id is None and plan.status == "failed"
     assert "no container of the serving release" in (plan.status_message or "")
+
+
+def test_interrupted_while_draining_the_old_release_is_removed() -> None:
+    """The new release was recorded; the process died before the old container went."""
+    plan = settle([row("r1", 1), row("r2", 2)], current=2, inflight=2)
+    assert plan.serving_id == 2 and plan.remove == ["r1"] and plan.status == "running"
+    assert "removed r1 (no longer serving)" in plan.notes
+
