@@ -214,4 +214,3 @@ def test_interrupted_while_draining_the_old_release_is_removed() -> None:
     plan = settle([row("r1", 1), row("r2", 2)], current=2, inflight=2)
     assert plan.serving_id == 2 and plan.remove == ["r1"] and plan.status == "running"
     assert "removed r1 (no longer serving)" in plan.notes
-
