@@ -83,7 +83,9 @@ class Plan:
             internal_port=self.internal_port,
             external_port=self.external_port if publish else None,
             command=self.command,
-            restart_policy=self.restart_policy if publish else "no",
+            # A candidate never outlives its check; what serves (published or behind the
+            # proxy) restarts after a crash or a reboot of the host.
+            restart_policy=self.restart_policy if role == docker.ROLE_SERVING else "no",
             memory=self.memory,
             cpus=self.cpus,
             network=NETWORK if self.routed else None,

@@ -206,6 +206,8 @@ async def deploy(ctx: JobContext) -> None:
             await engine.retire(executor, outcome.retire, plan.drain_seconds, step)
         except RuntimeFailure as exc:
             await step(f"could not remove {outcome.retire}: {exc.detail}")
+    if outcome.ok:
+        await _remove_leftovers(executor, dep, release.id, step)
         await _append_log(ctx, release.id, lines)
     if not outcome.ok:
         raise JobFailed(
@@ -216,6 +218,21 @@ async def deploy(ctx: JobContext) -> None:
                 else ""
             )
         )
+
+
+async def _remove_leftovers(
+    executor: Executor, dep: Deployment, serving_release_id: int, step: engine.Log
+) -> None:
+    """Containers of earlier releases that a failed attempt could not remove (the target was
+    unreachable, its Docker restarting): once a release serves, they go."""
+    try:
+        rows = await engine.containers_of(executor, dep.id, dep.name)
+        for row in rows:
+            if row["labels"].get(docker.LABEL_RELEASE) != str(serving_release_id):
+                await executor.run(docker.remove(str(row["name"])))
+                await step(f"removed {row['name']}, left by an earlier attempt")
+    except RuntimeFailure as exc:
+        await step(f"could not remove what earlier attempts left: {exc.detail}")
 
 
 async def _nothing() -> None:

@@ -214,3 +214,13 @@ def test_interrupted_while_draining_the_old_release_is_removed() -> None:
     plan = settle([row("r1", 1), row("r2", 2)], current=2, inflight=2)
     assert plan.serving_id == 2 and plan.remove == ["r1"] and plan.status == "running"
     assert "removed r1 (no longer serving)" in plan.notes
+
+
+def test_what_serves_restarts_after_a_crash_even_behind_the_proxy() -> None:
+    """A release behind the proxy has no public port, but it serves: a host reboot or a
+    restart of Docker must bring it back. A candidate is only ever checked, never restarted."""
+    the_plan = plan()
+    behind_proxy = the_plan.spec(docker.ROLE_SERVING, publish=False)
+    assert behind_proxy.restart_policy == "unless-stopped" and behind_proxy.external_port is None
+    assert the_plan.spec(docker.ROLE_SERVING, publish=True).restart_policy == "unless-stopped"
+    assert the_plan.spec(docker.ROLE_CANDIDATE, publish=False).restart_policy == "no"
