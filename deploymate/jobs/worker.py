@@ -6,9 +6,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploymate.core.errors import DeployMateError
@@ -19,6 +20,10 @@ log = logging.getLogger("deploymate.worker")
 
 HEARTBEAT_SECONDS = 5.0
 SWEEP_SECONDS = 10.0
+# How long a job's final state waits for a database that went away (PostgreSQL restarting,
+# SQLite locked by another program) before the next start has to settle it.
+DB_OUTAGE_SECONDS = 300.0
+DB_RETRY_SECONDS = 1.0
 
 
 class JobFailed(DeployMateError):
@@ -33,9 +38,24 @@ class JobContext:
     sessions: async_sessionmaker[AsyncSession]
     context: Any  # the AppContext, typed by the handlers that use it
 
+    pending: list[tuple[str, str]] = field(default_factory=list)
+
     async def log(self, message: str, level: str = "info") -> None:
-        async with self.sessions() as db:
-            await service.log(db, self.job.id, message, level)
+        """Write a line of the job's log. While the database is away, lines wait here and the
+        release goes on: the target is never left half-done for want of a log row."""
+        self.pending.append((message, level))
+        try:
+            await self.flush()
+        except DBAPIError as exc:
+            if len(self.pending) == 1:
+                log.warning("job %s: its log waits for the database (%s)", self.job.id, _why(exc))
+
+    async def flush(self) -> None:
+        """Write the lines that wait, in order (raises while the database is away)."""
+        while self.pending:
+            async with self.sessions() as db:
+                await service.log(db, self.job.id, *self.pending[0])
+            self.pending.pop(0)
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
@@ -151,11 +171,50 @@ class Worker:
         except asyncio.CancelledError:
             beat.cancel()
             raise  # shutting down: the lease runs out and the next start marks it interrupted
+        except DBAPIError as exc:
+            # The records could not follow the target: once the database is back, the job is
+            # settled like one whose process died (its domain reconciles the records).
+            log.warning("job %s lost the database (%s); it will be reconciled", job.id, _why(exc))
+            status = "interrupted"
+            error = "the database was unavailable while this job ran; the records were "
+            error += "reconciled with the target"
         except Exception:
             log.exception("job %s crashed", job.id)
             status, error = "failed", "internal error; see the server log"
         finally:
             beat.cancel()
-        async with self.sessions() as db:
-            await service.finish(db, job.id, status, error)
+        if status == "interrupted":
+            await self._until_db(ctx, ctx.flush)
+            await self._settle(job)  # the job ends once its records match the target
+        await self._until_db(ctx, lambda: self._finish(ctx, status, error))
         self.wake()  # a slot is free and the deployment's lock released: claim the next now
+
+    async def _settle(self, job: Job) -> None:
+        if self.recover is None:
+            return
+        try:
+            await self.recover(self.context, job)
+        except Exception:
+            log.exception("reconciling after job %s failed", job.id)
+
+    async def _finish(self, ctx: JobContext, status: str, error: str | None) -> None:
+        await ctx.flush()  # the lines that waited come before the end
+        async with self.sessions() as db:
+            await service.finish(db, ctx.job.id, status, error)
+
+    async def _until_db(self, ctx: JobContext, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work`, waiting out a database outage of up to DB_OUTAGE_SECONDS."""
+        deadline = asyncio.get_running_loop().time() + DB_OUTAGE_SECONDS
+        while True:
+            try:
+                await work()
+                return
+            except DBAPIError as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    log.error("job %s: the database stayed away (%s)", ctx.job.id, _why(exc))
+                    return
+                await asyncio.sleep(DB_RETRY_SECONDS)
+
+
+def _why(exc: DBAPIError) -> str:
+    return str(exc.orig or exc).splitlines()[0][:200]
