@@ -39,6 +39,8 @@ class JobContext:
     context: Any  # the AppContext, typed by the handlers that use it
 
     pending: list[tuple[str, str]] = field(default_factory=list)
+    # The services of an app release log at once: their lines are written one at a time.
+    _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def log(self, message: str, level: str = "info") -> None:
         """Write a line of the job's log. While the database is away, lines wait here and the
@@ -52,10 +54,11 @@ class JobContext:
 
     async def flush(self) -> None:
         """Write the lines that wait, in order (raises while the database is away)."""
-        while self.pending:
-            async with self.sessions() as db:
-                await service.log(db, self.job.id, *self.pending[0])
-            self.pending.pop(0)
+        async with self._writing:
+            while self.pending:
+                async with self.sessions() as db:
+                    await service.log(db, self.job.id, *self.pending[0])
+                self.pending.pop(0)
 
 
 Handler = Callable[[JobContext], Awaitable[None]]

@@ -72,8 +72,16 @@ def test_download_a_bundle_and_dry_run_it(
     table = page.get_by_test_id("dry-run-results")
     expect(table).to_be_visible()
     rows = page.get_by_test_id("dry-run-row")
-    expect(rows).to_have_count(10)
-    for section in ("bundle", "deployments", "templates", "releases", "apps", "settings"):
+    expect(rows).to_have_count(11)
+    for section in (
+        "bundle",
+        "deployments",
+        "templates",
+        "releases",
+        "apps",
+        "webhooks",
+        "settings",
+    ):
         expect(page.locator(f'[data-section="{section}"]')).to_have_attribute("data-status", "ok")
     # the bundle comes from this very instance: its names exist here already
     users = page.locator('[data-section="users"]')
