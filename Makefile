@@ -21,8 +21,8 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
-pytest:
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+pytest:  ## the slowest tests are listed at the end: the suite must stay well under 20 minutes
+	$(VENV)/bin/python -m pytest --durations=20 $(PYTEST_ARGS)
 
 bench:  ## (root) redeploy vs bare docker swap, zero-downtime load, app fan-out on lab hosts; API latency
 	$(VENV)/bin/python -m benchmarks.deploy_latency
