@@ -111,7 +111,11 @@ class RestoreResult:
     def summary(self) -> str:
         added = ", ".join(f"{n} {name}" for name, n in self.restored.items() if n) or "nothing"
         kept = sum(len(v) for v in self.kept.values())
-        return f"restored {added}" + (f"; kept {kept} records as they are here" if kept else "")
+        if not kept:
+            return f"restored {added}"
+        return f"restored {added}; kept {kept} " + (
+            "record as it is here" if kept == 1 else "records as they are here"
+        )
 
 
 def check_confirmation(confirm: str | None) -> None:

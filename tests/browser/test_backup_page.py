@@ -116,3 +116,25 @@ def test_a_tampered_bundle_shows_a_checksum_error(
     # leave the tampered result on screen for the screenshot
     _upload(page, tampered)
     expect(page.locator('[data-section="bundle"]')).to_contain_text("checksum")
+
+
+def test_a_restore_into_this_instance_needs_the_merge_rules(
+    page: Page, running_server: RunningServer, tmp_path: Path
+) -> None:
+    _add_server(running_server, "browser-restore")
+    path = _download(page, running_server, tmp_path)
+    form = page.get_by_test_id("restore-form")
+
+    def restore(merge: bool) -> None:
+        form.locator("#restore-bundle").set_input_files(str(path))
+        form.get_by_label("Merge into what is here").set_checked(merge)
+        form.get_by_label("Type restore to confirm").fill("restore")
+        form.get_by_role("button", name="Restore").click()
+
+    restore(merge=False)
+    expect(page.locator(".error")).to_contain_text("not empty")
+    expect(page.locator(".error")).to_contain_text("--merge")
+    restore(merge=True)
+    result = page.get_by_test_id("restore-result")
+    expect(result).to_contain_text("restored nothing")
+    expect(result).to_contain_text("browser-restore")  # kept as it is here
