@@ -100,6 +100,9 @@ class Outcome:
     gap_seconds: float | None = None
     retire: str | None = None  # the old container, to drain and remove once recorded
     rolled_back: bool = False  # failed after the switch, and the proxy went back
+    # False when the failure may have taken the previous release off the air too (the proxy
+    # in front of it is down): the message must not promise it still serves.
+    previous_serves: bool = True
     smoke: list[dict[str, Any]] | None = None
 
 
@@ -341,7 +344,7 @@ async def deploy_routed(
         await router.switch(plan.upstream)
     except RuntimeFailure as exc:
         await _discard(executor, new.name, log, "the proxy refused the switch")
-        return Outcome(False, f"the proxy could not switch: {exc.detail}")
+        return Outcome(False, f"the proxy could not switch: {exc.detail}", previous_serves=False)
     await log(
         f"proxy switched {', '.join(plan.domains)} to {new.name} in "
         f"{time.monotonic() - started:.2f}s"

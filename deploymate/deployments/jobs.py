@@ -214,7 +214,7 @@ async def deploy(ctx: JobContext) -> None:
             f"release {release.number} failed: {outcome.detail}"
             + (
                 "; the previous release keeps serving"
-                if previous and not outcome.rolled_back
+                if previous and not outcome.rolled_back and outcome.previous_serves
                 else ""
             )
         )
@@ -317,7 +317,9 @@ def _announce(
         detail = (outcome.detail or "unknown error")[:500]
         name = FAILED
         text = f"{where}: {what} failed: {detail}" + (
-            f"; release {previous.number} keeps serving" if previous else ""
+            f"; release {previous.number} keeps serving"
+            if previous and outcome.previous_serves
+            else ""
         )
     events.emit(
         db,
