@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploymate.core import failpoints
 from deploymate.core.errors import ConfigurationError, field_errors
 from deploymate.core.passwords import password_problem
 
@@ -98,9 +99,7 @@ class Settings(BaseSettings):
     @field_validator("failpoints")
     @classmethod
     def _failpoints(cls, value: str) -> str:
-        from deploymate.core.failpoints import parse
-
-        parse(value)
+        failpoints.parse(value)
         return value
 
     @field_validator("trusted_proxies")

@@ -29,7 +29,14 @@ from tests.e2e.conftest import key_server
 from tests.support import postgres
 from tests.support import server as dm_server
 from tests.support.apps import via_proxy
-from tests.support.deploy import fast_health, fetch
+from tests.support.deploy import (
+    admin_session,
+    fast_health,
+    fetch,
+    job_text,
+    wait_for_log,
+    wait_job,
+)
 from tests.support.lab import LabHost
 
 DOMAIN = "steady.test"
@@ -46,20 +53,13 @@ class Site:
     env: dict[str, str]
 
 
-def _session(url: str) -> httpx.Client:
-    http = httpx.Client(base_url=url, timeout=30)
-    answer = http.post("/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-    http.headers["X-CSRF-Token"] = answer.json()["csrf_token"]
-    return http
-
-
 @contextmanager
 def serving(
     site_data: Path, env: dict[str, str], failpoints: str = ""
 ) -> Iterator[tuple[dm_server.RunningServer, httpx.Client]]:
     extra = {**env, "DEPLOYMATE_FAILPOINTS": failpoints}
     server = dm_server.start(site_data, ADMIN_PASSWORD, extra)
-    http = _session(server.url)
+    http = admin_session(server.url, ADMIN_PASSWORD)
     try:
         yield server, http
     finally:
@@ -67,34 +67,19 @@ def serving(
         server.stop()
 
 
-def _wait(http: httpx.Client, job_id: int, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            job: dict[str, Any] = http.get(f"/api/jobs/{job_id}").json()
-        except (httpx.HTTPError, ValueError):
-            time.sleep(0.3)  # the instance itself may be riding out the fault
-            continue
-        if job["status"] in ("succeeded", "failed", "interrupted"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still running after {timeout}s")
-
-
-def _wait_for_log(http: httpx.Client, job_id: int, words: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
-        if words in log:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} never logged {words!r}")
-
-
-def _job_text(job: dict[str, Any]) -> str:
-    return f"{job['status']}: {job.get('error')}\n" + "\n".join(
-        e["message"] for e in job.get("log", [])
-    )
+def _steady(server_id: int, **extra: Any) -> dict[str, Any]:
+    """The API body of the deployment every case breaks: dm-test/web:v1 behind the proxy."""
+    return {
+        "name": "steady",
+        "server_id": server_id,
+        "image": "dm-test/web:v1",
+        "internal_port": 80,
+        "health_check": fast_health(),
+        "domains": [DOMAIN],
+        "tls": "off",
+        "drain_seconds": 0.2,
+        **extra,
+    }
 
 
 def _other(version: str) -> str:
@@ -132,8 +117,8 @@ def _truthful(http: httpx.Client, site: Site, host: LabHost) -> str:
 
 def _next_deploy_succeeds(http: httpx.Client, site: Site, host: LabHost) -> None:
     target = _other(site.version)
-    job = _wait(http, _redeploy(http, site, target))
-    assert job["status"] == "succeeded", _job_text(job)
+    job = wait_job(http, _redeploy(http, site, target))
+    assert job["status"] == "succeeded", job_text(job)
     assert via_proxy(host, DOMAIN) == target
     assert _recorded_version(http, site) == target
     site.version = target
@@ -148,22 +133,11 @@ def site(
     with serving(data, {}) as (_, http):
         sid = http.post("/api/servers", json=key_server(lab_host, "faulty")).json()["id"]
         res = http.post(
-            "/api/deployments",
-            json={
-                "name": "steady",
-                "server_id": sid,
-                "image": "dm-test/web:v1",
-                "internal_port": 80,
-                "health_check": fast_health(),
-                "domains": [DOMAIN],
-                "tls": "off",
-                "drain_seconds": 0.2,
-                "smoke": [{"http": "/version", "expect": 200}],
-            },
+            "/api/deployments", json=_steady(sid, smoke=[{"http": "/version", "expect": 200}])
         )
         assert res.status_code == 201, res.text
-        job = _wait(http, res.json()["job_id"])
-        assert job["status"] == "succeeded", _job_text(job)
+        job = wait_job(http, res.json()["job_id"])
+        assert job["status"] == "succeeded", job_text(job)
     assert via_proxy(lab_host, DOMAIN) == "v1"
     return Site(data, int(res.json()["id"]), "v1", {})
 
@@ -176,12 +150,12 @@ def test_kill_9_at_each_step_of_a_release(site: Site, lab_host: LabHost, step: s
     before, target = site.version, _other(site.version)
     with serving(site.data, site.env, failpoints=step) as (server, http):
         job_id = _redeploy(http, site, target)
-        _wait_for_log(http, job_id, f"failpoint {step}")
+        wait_for_log(http, job_id, f"failpoint {step}")
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(timeout=10)
     with serving(site.data, site.env) as (_, http):
         job = http.get(f"/api/jobs/{job_id}").json()
-        assert job["status"] == "interrupted", _job_text(job)
+        assert job["status"] == "interrupted", job_text(job)
         serving_now = _truthful(http, site, lab_host)
         # Before the record, the old release serves; after it, the new one does.
         assert serving_now == (target if step in RECORDED else before), step
@@ -198,14 +172,14 @@ def test_sshd_stopped_mid_release(site: Site, lab_host: LabHost) -> None:
     before = site.version
     with serving(site.data, site.env, failpoints="release.health=3") as (_, http):
         job_id = _redeploy(http, site, _other(before))
-        _wait_for_log(http, job_id, "failpoint release.health")
+        wait_for_log(http, job_id, "failpoint release.health")
         lab_host.stop_sshd()
         try:
-            job = _wait(http, job_id)
+            job = wait_job(http, job_id)
         finally:
             lab_host.start_sshd()
-        assert job["status"] == "failed", _job_text(job)
-        assert "previous release keeps serving" in (job["error"] or ""), _job_text(job)
+        assert job["status"] == "failed", job_text(job)
+        assert "previous release keeps serving" in (job["error"] or ""), job_text(job)
         assert _recorded_version(http, site) == before
         assert via_proxy(lab_host, DOMAIN) == before
         _next_deploy_succeeds(http, site, lab_host)  # the new container left behind goes
@@ -215,10 +189,10 @@ def test_sshd_stopped_mid_release(site: Site, lab_host: LabHost) -> None:
 def test_dockerd_restarted_mid_release(site: Site, lab_host: LabHost) -> None:
     with serving(site.data, site.env, failpoints="release.health=3") as (_, http):
         job_id = _redeploy(http, site, _other(site.version))
-        _wait_for_log(http, job_id, "failpoint release.health")
+        wait_for_log(http, job_id, "failpoint release.health")
         lab_host.restart_dockerd()
-        job = _wait(http, job_id)
-        assert job["status"] in ("succeeded", "failed"), _job_text(job)
+        job = wait_job(http, job_id)
+        assert job["status"] in ("succeeded", "failed"), job_text(job)
         site.version = _truthful(http, site, lab_host)
         _next_deploy_succeeds(http, site, lab_host)
         assert _truthful(http, site, lab_host) == site.version
@@ -227,12 +201,12 @@ def test_dockerd_restarted_mid_release(site: Site, lab_host: LabHost) -> None:
 def test_the_proxy_killed_mid_release(site: Site, lab_host: LabHost) -> None:
     with serving(site.data, site.env, failpoints="release.switch=3") as (_, http):
         job_id = _redeploy(http, site, _other(site.version))
-        _wait_for_log(http, job_id, "failpoint release.switch")
+        wait_for_log(http, job_id, "failpoint release.switch")
         proxies = lab_host.docker("ps", "-q", "--filter", "name=deploymate-proxy").stdout.split()
         assert proxies, lab_host.docker("ps", "-a").stdout
         lab_host.docker("kill", *proxies)
-        job = _wait(http, job_id)
-        text = _job_text(job)
+        job = wait_job(http, job_id)
+        text = job_text(job)
         if job["status"] == "failed":  # named, and no promise that anything still serves
             assert "deploymate proxy install" in text, text
             assert "keeps serving" not in (job["error"] or ""), text
@@ -246,7 +220,7 @@ def test_the_proxy_killed_mid_release(site: Site, lab_host: LabHost) -> None:
 def test_sqlite_locked_for_10_seconds_mid_release(site: Site, lab_host: LabHost) -> None:
     with serving(site.data, site.env, failpoints="release.health=1") as (_, http):
         job_id = _redeploy(http, site, _other(site.version))
-        _wait_for_log(http, job_id, "failpoint release.health")
+        wait_for_log(http, job_id, "failpoint release.health")
         locker = sqlite3.connect(site.data / "deploymate.db", timeout=30, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
         try:
@@ -254,8 +228,8 @@ def test_sqlite_locked_for_10_seconds_mid_release(site: Site, lab_host: LabHost)
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        job = _wait(http, job_id)
-        assert job["status"] in ("succeeded", "failed"), _job_text(job)
+        job = wait_job(http, job_id)
+        assert job["status"] in ("succeeded", "failed"), job_text(job)
         site.version = _truthful(http, site, lab_host)
         _next_deploy_succeeds(http, site, lab_host)
 
@@ -270,34 +244,22 @@ def test_postgresql_stopped_for_10_seconds_mid_release(
     try:
         with serving(here, site.env) as (_, http):
             sid = http.post("/api/servers", json=key_server(host, "pg-faulty")).json()["id"]
-            res = http.post(
-                "/api/deployments",
-                json={
-                    "name": "steady",
-                    "server_id": sid,
-                    "image": "dm-test/web:v1",
-                    "internal_port": 80,
-                    "health_check": fast_health(),
-                    "domains": [DOMAIN],
-                    "tls": "off",
-                    "drain_seconds": 0.2,
-                },
-            )
+            res = http.post("/api/deployments", json=_steady(sid))
             assert res.status_code == 201, res.text
             site.deployment_id = int(res.json()["id"])
-            assert _wait(http, res.json()["job_id"])["status"] == "succeeded"
+            assert wait_job(http, res.json()["job_id"])["status"] == "succeeded"
         with serving(here, site.env, failpoints="release.health=1") as (_, http):
             job_id = _redeploy(http, site, "v2")
-            _wait_for_log(http, job_id, "failpoint release.health")
+            wait_for_log(http, job_id, "failpoint release.health")
             pg_server.pause()
             try:
                 time.sleep(10)
             finally:
                 pg_server.resume()
-            job = _wait(http, job_id)
-            assert job["status"] in ("succeeded", "failed", "interrupted"), _job_text(job)
+            job = wait_job(http, job_id)
+            assert job["status"] in ("succeeded", "failed", "interrupted"), job_text(job)
             if job["status"] == "interrupted":  # the records could not follow the target
-                assert "database was unavailable" in job["error"], _job_text(job)
+                assert "database was unavailable" in job["error"], job_text(job)
             site.version = _truthful(http, site, host)
             _next_deploy_succeeds(http, site, host)
     finally:
@@ -326,7 +288,7 @@ def test_disk_full_while_the_image_ships(
         )
         assert res.status_code == 201, res.text
         dep = res.json()
-        assert _wait(http, dep["job_id"])["status"] == "succeeded"
+        assert wait_job(http, dep["job_id"])["status"] == "succeeded"
         port = dep["external_port"]
         assert fetch(host.address, port) == "v1"
         filler = host.data_root / "filler"
@@ -339,15 +301,15 @@ def test_disk_full_while_the_image_ships(
             except OSError:
                 pass
         site = Site(data, int(dep["id"]), "v1", {})
-        job = _wait(http, _redeploy(http, site, "v2"))
-        assert job["status"] == "failed", _job_text(job)
-        text = _job_text(job)
+        job = wait_job(http, _redeploy(http, site, "v2"))
+        assert job["status"] == "failed", job_text(job)
+        text = job_text(job)
         assert "no space left on device" in text.lower(), text
         assert "previous release keeps serving" in job["error"], text
         assert fetch(host.address, port) == "v1"
         state = http.get(f"/api/deployments/{dep['id']}").json()
         assert state["current_release"]["number"] == 1
         filler.unlink()
-        job = _wait(http, _redeploy(http, site, "v2"))
-        assert job["status"] == "succeeded", _job_text(job)
+        job = wait_job(http, _redeploy(http, site, "v2"))
+        assert job["status"] == "succeeded", job_text(job)
         assert fetch(host.address, port) == "v2"

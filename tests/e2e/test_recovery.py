@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -13,27 +12,8 @@ from tests.conftest import ADMIN_PASSWORD
 from tests.e2e.conftest import key_server
 from tests.support import server as dm_server
 from tests.support.apps import app_spec, via_proxy
-from tests.support.deploy import fast_health, fetch
+from tests.support.deploy import admin_session, fast_health, fetch, wait_for_log, wait_job
 from tests.support.lab import LabHost
-
-
-def _session(url: str) -> httpx.Client:
-    http = httpx.Client(base_url=url, timeout=30)
-    csrf = http.post(
-        "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
-    ).json()
-    http.headers["X-CSRF-Token"] = csrf["csrf_token"]
-    return http
-
-
-def _wait(http: httpx.Client, job_id: int, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = http.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "interrupted"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still running")
 
 
 def _names(host: LabHost) -> list[str]:
@@ -46,7 +26,7 @@ def test_kill_mid_deploy_then_restart_reconciles(
     data = tmp_path / "data"
     first = dm_server.start(data, ADMIN_PASSWORD)
     try:
-        http = _session(first.url)
+        http = admin_session(first.url, ADMIN_PASSWORD)
         sid = http.post("/api/servers", json=key_server(lab_host, "box")).json()["id"]
         dep = http.post(
             "/api/deployments",
@@ -58,7 +38,7 @@ def test_kill_mid_deploy_then_restart_reconciles(
                 "health_check": fast_health(),
             },
         ).json()
-        assert _wait(http, dep["job_id"])["status"] == "succeeded"
+        assert wait_job(http, dep["job_id"])["status"] == "succeeded"
         port = dep["external_port"]
         slow = fast_health(start_period=30)  # the candidate waits here when the process dies
         job_id = http.patch(
@@ -76,7 +56,7 @@ def test_kill_mid_deploy_then_restart_reconciles(
 
     second = dm_server.start(data, ADMIN_PASSWORD)
     try:
-        http = _session(second.url)
+        http = admin_session(second.url, ADMIN_PASSWORD)
         job = http.get(f"/api/jobs/{job_id}").json()
         assert job["status"] == "interrupted", job
         state = http.get(f"/api/deployments/{dep['id']}").json()
@@ -94,21 +74,11 @@ def test_kill_mid_deploy_then_restart_reconciles(
             f"/api/deployments/{dep['id']}/redeploy", json={"image": "dm-test/web:v2"}
         )
         assert again.status_code == 202, again.text
-        assert _wait(http, again.json()["job_id"])["status"] == "succeeded"
+        assert wait_job(http, again.json()["job_id"])["status"] == "succeeded"
         assert fetch(lab_host.address, port) == "v2"
         http.delete(f"/api/deployments/{dep['id']}")
     finally:
         second.stop()
-
-
-def _wait_for_log(http: httpx.Client, job_id: int, words: str, timeout: float = 30) -> None:
-    """Until the job's log says `words` (the step the process is then killed at)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = " ".join(e["message"] for e in http.get(f"/api/jobs/{job_id}").json()["log"])
-        if words in log:
-            return
-        time.sleep(0.1)
 
 
 def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_records_say(
@@ -117,7 +87,7 @@ def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_record
     data = tmp_path / "data"
     first = dm_server.start(data, ADMIN_PASSWORD)
     try:
-        http = _session(first.url)
+        http = admin_session(first.url, ADMIN_PASSWORD)
         sid = http.post("/api/servers", json=key_server(lab_host, "edge")).json()["id"]
         dep = http.post(
             "/api/deployments",
@@ -131,13 +101,13 @@ def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_record
                 "tls": "off",
             },
         ).json()
-        assert _wait(http, dep["job_id"])["status"] == "succeeded"
+        assert wait_job(http, dep["job_id"])["status"] == "succeeded"
         # The smoke check holds the release after the switch, when the process dies.
         slow = [{"command": ["sleep", "30"], "timeout": 60}]
         job_id = http.patch(
             f"/api/deployments/{dep['id']}", json={"image": "dm-test/web:v2", "smoke": slow}
         ).json()["job_id"]
-        _wait_for_log(http, job_id, "proxy switched")
+        wait_for_log(http, job_id, "proxy switched")
         assert via_proxy(lab_host, "lazarus.test") == "v2"
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
@@ -146,7 +116,7 @@ def test_kill_after_the_proxy_switch_then_restart_routes_back_to_what_the_record
 
     second = dm_server.start(data, ADMIN_PASSWORD)
     try:
-        http = _session(second.url)
+        http = admin_session(second.url, ADMIN_PASSWORD)
         assert http.get(f"/api/jobs/{job_id}").json()["status"] == "interrupted"
         state = http.get(f"/api/deployments/{dep['id']}").json()
         assert state["status"] == "running" and state["current_release"]["number"] == 1
@@ -174,10 +144,10 @@ def test_kill_during_an_app_release_then_restart_brings_every_service_back(
 
     first = dm_server.start(data, ADMIN_PASSWORD)
     try:
-        http = _session(first.url)
+        http = admin_session(first.url, ADMIN_PASSWORD)
         assert http.post("/api/servers", json=key_server(lab_host, "edge")).status_code == 201
         assert (
-            _wait(http, deploy(http, app_spec("phoenix", "v1", environments)))["status"]
+            wait_job(http, deploy(http, app_spec("phoenix", "v1", environments)))["status"]
             == "succeeded"
         )
         # v2's smoke check holds the release after the web's switch, when the process dies.
@@ -186,7 +156,7 @@ def test_kill_during_an_app_release_then_restart_brings_every_service_back(
             'smoke: [{command: [sleep, "30"], timeout: 60}]',
         )
         job_id = deploy(http, held)
-        _wait_for_log(http, job_id, "proxy switched")
+        wait_for_log(http, job_id, "proxy switched")
         assert via_proxy(lab_host, "web.phoenix.test") == "v2"
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
@@ -195,7 +165,7 @@ def test_kill_during_an_app_release_then_restart_brings_every_service_back(
 
     second = dm_server.start(data, ADMIN_PASSWORD)
     try:
-        http = _session(second.url)
+        http = admin_session(second.url, ADMIN_PASSWORD)
         assert http.get(f"/api/jobs/{job_id}").json()["status"] == "interrupted"
         release = http.get("/api/apps/phoenix/releases").json()[0]
         assert release["number"] == 2 and release["status"] == "failed"
@@ -208,7 +178,7 @@ def test_kill_during_an_app_release_then_restart_brings_every_service_back(
             assert dep["status"] == "running" and dep["current_release"]["number"] == 1, dep
         # The locks went with the dead job: the next release runs.
         again = deploy(http, app_spec("phoenix", "v2", environments))
-        assert _wait(http, again)["status"] == "succeeded"
+        assert wait_job(http, again)["status"] == "succeeded"
         assert via_proxy(lab_host, "web.phoenix.test") == "v2"
     finally:
         second.stop()
